@@ -1,0 +1,115 @@
+"""Profiles are checked before anything runs; errors name the key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import ROOT
+
+from explainft.cli import main as cli
+from explainft.config import data_config, load_params
+from explainft.errors import ConfigError
+
+DEFAULT = load_params(ROOT / "params.yaml")
+PAPER_DATASETS = ["chatbot_arena", "hh_rlhf_chosen", "hh_rlhf_rejected", "amazonqa", "coqa", "cornell_movie_dialogs"]
+
+
+def edited(change):
+    p = copy.deepcopy(DEFAULT)
+    change(p)
+    return p
+
+
+def test_default_profile_is_valid_and_matches_its_config_copy():
+    cfg = data_config(DEFAULT)
+    assert cfg.datasets == ("chatterbot", "chatterbot_perturbed")
+    assert cfg.on_error == "skip" and cfg.per_dataset == 2000
+    assert (ROOT / "configs" / "default.yaml").read_text() == (ROOT / "params.yaml").read_text()
+
+
+def test_paper_profile_is_valid_and_names_the_six_datasets_at_15000():
+    params = load_params(ROOT / "configs" / "paper.yaml")
+    cfg = data_config(params)
+    assert params["profile"] == "paper"
+    assert list(cfg.datasets) == PAPER_DATASETS
+    assert cfg.per_dataset == 15000
+    fetch = {n: cfg.source(n)["fetch"] for n in cfg.datasets}
+    assert fetch["chatbot_arena"]["repo_id"] == "lmsys/chatbot_arena_conversations"
+    assert fetch["chatbot_arena"]["revision"] == "1b6335d42a1d2c7e34870c905d03ab964f7f2bd8"
+    assert fetch["hh_rlhf_chosen"]["repo_id"] == fetch["hh_rlhf_rejected"]["repo_id"] == "Anthropic/hh-rlhf"
+    assert not any("red-team" in f for f in fetch["hh_rlhf_chosen"]["files"])
+    assert fetch["coqa"]["repo_id"] == "stanfordnlp/coqa"
+    assert fetch["amazonqa"]["from"] == fetch["cornell_movie_dialogs"]["from"] == "url"
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        (lambda p: p.update(trian={}), "trian"),
+        (lambda p: p["data"].update(per_datset=3), "data.per_datset"),
+        (lambda p: p["data"].update(per_dataset="many"), "data.per_dataset"),
+        (lambda p: p["data"].update(per_dataset=0), "data.per_dataset"),
+        (lambda p: p["data"].update(seed=1.5), "data.seed"),
+        (lambda p: p["data"].update(on_error="ignore"), "data.on_error"),
+        (lambda p: p["data"].update(datasets="chatterbot"), "data.datasets"),
+        (lambda p: p["data"].update(datasets=["chatterbot", "chatterbot"]), "data.datasets"),
+        (lambda p: p["sources"].pop("chatterbot"), "sources.chatterbot"),
+        (lambda p: p["sources"]["chatterbot"].update(opts={}), "sources.chatterbot.opts"),
+        (lambda p: p["sources"]["chatterbot"]["options"].update(min_lines="2"), "sources.chatterbot.options.min_lines"),
+        (lambda p: p["sources"]["chatterbot"]["fetch"].update(frm="package"), "sources.chatterbot.fetch.frm"),
+    ],
+)
+def test_bad_profiles_fail_naming_the_key(change, key):
+    with pytest.raises(ConfigError) as ei:
+        data_config(edited(change))
+    assert ei.value.key == key
+    assert str(ei.value).startswith(f"params: {key}:")
+
+
+def test_unknown_dataset_lists_the_known_ones():
+    with pytest.raises(ConfigError) as ei:
+        data_config(edited(lambda p: p["data"].update(datasets=["chatterbot", "moviez"])))
+    msg = str(ei.value)
+    assert "'moviez'" in msg
+    for name in PAPER_DATASETS + ["chatterbot", "chatterbot_perturbed"]:
+        assert name in msg
+
+
+def test_load_params_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "none.yaml")
+    (tmp_path / "bad.yaml").write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_params(tmp_path / "list.yaml")
+
+
+def test_cli_check_and_use(tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["check", str(ROOT / "params.yaml")])
+    assert ok.exit_code == 0 and "ok (2 datasets" in ok.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(edited(lambda p: p["data"].update(per_dataset=-1))))
+    res = runner.invoke(cli, ["check", str(bad)])
+    assert res.exit_code == 1 and "data.per_dataset" in res.output
+    # `use` copies a checked profile over params.yaml
+    proj = tmp_path / "proj"
+    (proj / "configs").mkdir(parents=True)
+    (proj / "configs" / "paper.yaml").write_text((ROOT / "configs" / "paper.yaml").read_text())
+    (proj / "configs" / "broken.yaml").write_text(bad.read_text())
+    (proj / "params.yaml").write_text("profile: before\n")
+    res = runner.invoke(cli, ["use", "paper", "--root", str(proj)])
+    assert res.exit_code == 0, res.output
+    assert (proj / "params.yaml").read_text() == (ROOT / "configs" / "paper.yaml").read_text()
+    res = runner.invoke(cli, ["use", "broken", "--root", str(proj)])
+    assert res.exit_code == 1 and "data.per_dataset" in res.output
+    assert (proj / "params.yaml").read_text() == (ROOT / "configs" / "paper.yaml").read_text()  # untouched
+    res = runner.invoke(cli, ["use", "nosuch", "--root", str(proj)])
+    assert res.exit_code == 1 and "available: broken, paper" in res.output
+    listing = runner.invoke(cli, ["datasets"])
+    assert listing.exit_code == 0 and "hh_rlhf_rejected" in listing.output
