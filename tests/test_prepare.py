@@ -87,6 +87,7 @@ def test_prepare_metrics_account_for_every_source_record(tmp_path):
     assert m["options"] == {"min_lines": 2, "perturb_seed": None, "keep_share": None, "double_share": None,
                             "kinds": None, "truncate_keep": None}
     assert m["sample_stats"]["turns_max"] == 3
+    assert m["n_files"] == 3
     assert list(on_disk) == sorted(on_disk)
     lines = (tmp_path / "o.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 9 and all(json.loads(x)["dataset"] == "chatterbot" for x in lines)

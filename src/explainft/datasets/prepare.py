@@ -100,7 +100,7 @@ def prepare(name: str, raw_dir: Path, out_path: Path, metrics_path: Path, *, per
         "conversations": total,
         "sampled": len(picked),
         "options": {k: opts[k] for k in sorted(opts)},
-        "files": sorted(set(ctx.files)),
+        "n_files": len(set(ctx.files)),
         **ctx.summary(),
         "sample_stats": _stats(picked),
     }
