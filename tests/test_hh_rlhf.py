@@ -226,7 +226,7 @@ def test_conversations_round_trip_and_prepare(tmp_path):
     assert m["dropped"] == {"empty_final_response": 1}
     assert m["policy"]["ignored_red_team_files"] == 1
     assert m["options"] == {"consecutive_roles": "merge", "empty_final_response": "drop", "side": "chosen"}
-    assert sorted(m["files"]) == ["harmless-base/test.jsonl", "helpful-base/train.jsonl"]
+    assert m["n_files"] == 2  # harmless-base/test.jsonl and helpful-base/train.jsonl; red-team never read
     back = [Conversation.from_dict(json.loads(l)) for l in out.read_text(encoding="utf-8").splitlines()]
     assert len(back) == 9 and all(c.dataset == "hh_rlhf_chosen" for c in back)
 
