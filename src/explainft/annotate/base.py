@@ -1,0 +1,194 @@
+"""Shared types of the annotate stage: teacher config, prompts, requests, the backend interface.
+
+Flow: for every conversation × dimension × teacher × prompt variant the engine
+builds a :class:`Request` (``prompts.build_prompt`` renders the
+:class:`Prompt`), looks its cache key up in the response cache, sends the
+misses to the teacher's :class:`Backend`, parses each reply with
+``parse.parse_rating`` and writes one ``Rating`` record.
+
+Backends are small adapters behind one interface. Each one turns chat
+``messages`` into the text of the model's reply; retries of transport errors
+(429, 5xx, timeouts) live inside the backend (the ``openai`` client does them
+itself), while retries of *unparsable* replies are the engine's (a new request
+with ``attempt`` + 1 and a corrective follow-up message).
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..errors import ConfigError, ExplainftError
+from ..records import DIMENSIONS, Conversation
+
+PROMPT_VARIANTS = ("scale4", "scale4_examples", "scale5", "scale5_examples")
+BACKENDS = ("openai", "bedrock", "transformers", "heuristic")
+
+
+class BackendError(ExplainftError):
+    """A request failed after the backend's own retries; the rating is recorded as ``failed``.
+
+    ``message`` must never contain a credential.
+    """
+
+
+# --------------------------------------------------------------------------- teacher config
+
+# keys every teacher has; backend-specific keys live under ``options``
+TEACHER_KEYS = {"name", "backend", "model", "sampling", "options"}
+SAMPLING_KEYS = {"temperature", "top_p", "max_tokens", "seed"}
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """One teacher of the ensemble, from ``annotate.teachers[i]`` in params.
+
+    ``sampling`` (temperature, top_p, max_tokens, seed) is part of the cache key;
+    ``options`` holds backend settings (base URL, concurrency, …) that do not
+    change the answer and so are not.
+    """
+
+    name: str
+    backend: str
+    model: str
+    sampling: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, raw: Any, key: str) -> "TeacherConfig":
+        if not isinstance(raw, dict):
+            raise ConfigError(key, f"a teacher must be a mapping, got {type(raw).__name__}")
+        unknown = sorted(set(raw) - TEACHER_KEYS)
+        if unknown:
+            raise ConfigError(f"{key}.{unknown[0]}", f"unknown key; known: {', '.join(sorted(TEACHER_KEYS))}")
+        for k in ("name", "backend", "model"):
+            if not isinstance(raw.get(k), str) or not raw[k]:
+                raise ConfigError(f"{key}.{k}", "required, a non-empty string")
+        if raw["backend"] not in BACKENDS:
+            raise ConfigError(f"{key}.backend", f"must be one of {', '.join(BACKENDS)}, got {raw['backend']!r}")
+        sampling = raw.get("sampling") or {}
+        if not isinstance(sampling, dict):
+            raise ConfigError(f"{key}.sampling", "must be a mapping")
+        bad = sorted(set(sampling) - SAMPLING_KEYS)
+        if bad:
+            raise ConfigError(f"{key}.sampling.{bad[0]}", f"unknown key; known: {', '.join(sorted(SAMPLING_KEYS))}")
+        for k, v in sampling.items():
+            ok = isinstance(v, int) if k in ("max_tokens", "seed") else isinstance(v, (int, float))
+            if isinstance(v, bool) or not ok:
+                raise ConfigError(f"{key}.sampling.{k}", f"must be a number, got {v!r}")
+        options = raw.get("options") or {}
+        if not isinstance(options, dict):
+            raise ConfigError(f"{key}.options", "must be a mapping")
+        return cls(name=raw["name"], backend=raw["backend"], model=raw["model"], sampling=dict(sampling),
+                   options=dict(options))
+
+
+# --------------------------------------------------------------------------- prompts and requests
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A rendered rating prompt: system text (rubric, output contract) and user text (the fenced conversation)."""
+
+    dimension: str
+    variant: str
+    scale: int
+    system: str
+    user: str
+
+    def messages(self) -> list[dict[str, str]]:
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One rating request: item × dimension × teacher × prompt variant, at a given parse attempt."""
+
+    conversation: Conversation
+    dimension: str
+    teacher: str
+    prompt: Prompt
+    attempt: int = 0
+    # on a retry after an unparsable reply: the reply and a corrective user message, appended to the chat
+    followup: tuple[dict[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.dimension not in DIMENSIONS:
+            raise ConfigError("annotate.dimensions", f"unknown dimension {self.dimension!r}; known: {', '.join(DIMENSIONS)}")
+
+    @property
+    def item_id(self) -> str:
+        return self.conversation.id
+
+    def messages(self) -> list[dict[str, str]]:
+        return self.prompt.messages() + list(self.followup)
+
+
+def cache_key(identity: dict[str, Any], messages: list[dict[str, str]], attempt: int) -> str:
+    """The response-cache key: sha256 of the backend identity (backend, model, sampling), full chat and attempt.
+
+    ``identity`` must not hold credentials (see :meth:`Backend.identity`).
+    """
+    blob = json.dumps({"identity": identity, "messages": messages, "attempt": attempt},
+                      sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------- backend interface
+
+
+class Backend(abc.ABC):
+    """A teacher model behind one interface: chat ``messages`` in, the reply's text out.
+
+    ``concurrency`` bounds the engine's in-flight :meth:`acomplete` calls for this
+    teacher. ``cacheable = False`` marks backends whose answer is cheaper to
+    recompute than to look up (the heuristic).
+    """
+
+    kind: ClassVar[str]
+    cacheable: ClassVar[bool] = True
+
+    def __init__(self, teacher: TeacherConfig):
+        self.teacher = teacher
+        self.concurrency = 1
+
+    def identity(self) -> dict[str, Any]:
+        """What makes an answer reproducible: backend kind, model and sampling. Never a secret."""
+        return {"backend": self.kind, "model": self.teacher.model, "sampling": dict(sorted(self.teacher.sampling.items()))}
+
+    @abc.abstractmethod
+    async def acomplete(self, messages: list[dict[str, str]], request: Request | None = None) -> str:
+        """The text of the model's reply to ``messages``; raises BackendError after the backend's own retries.
+
+        ``request`` carries the structured item (conversation, dimension, prompt) for
+        backends that rate without reading the prompt (the heuristic); it is None for
+        free-form calls such as the merge stage's judge and summariser.
+        """
+
+    async def aclose(self) -> None:
+        """Release connections or models."""
+
+
+class BatchBackend(Backend):
+    """A local model that generates a whole batch at once (``batch_size`` chats per call).
+
+    The engine sends it lists of misses through :meth:`complete_batch`;
+    :meth:`acomplete` runs a batch of one in a worker thread.
+    """
+
+    batch_size: int = 8
+
+    @abc.abstractmethod
+    def complete_batch(self, batch: list[tuple[list[dict[str, str]], Request | None]]) -> list[str | BackendError]:
+        """Replies for a batch of chats, in order; a failed one is a BackendError in its place."""
+
+    async def acomplete(self, messages: list[dict[str, str]], request: Request | None = None) -> str:
+        import asyncio
+
+        (out,) = await asyncio.to_thread(self.complete_batch, [(messages, request)])
+        if isinstance(out, BackendError):
+            raise out
+        return out
