@@ -92,7 +92,7 @@ def test_load_params_errors(tmp_path):
 def test_cli_check_and_use(tmp_path):
     runner = CliRunner()
     ok = runner.invoke(cli, ["check", str(ROOT / "params.yaml")])
-    assert ok.exit_code == 0 and "ok (2 datasets" in ok.output
+    assert ok.exit_code == 0 and "ok (datasets: chatterbot, chatterbot_perturbed" in ok.output
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(edited(lambda p: p["data"].update(per_dataset=-1))))
     res = runner.invoke(cli, ["check", str(bad)])

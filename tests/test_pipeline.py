@@ -40,7 +40,7 @@ def skipped(out: str) -> set[str]:
 def project(tmp_path: Path) -> Path:
     proj = tmp_path / "proj"
     proj.mkdir()
-    for name in ("src", "stages"):
+    for name in ("src", "stages", "golden"):
         shutil.copytree(ROOT / name, proj / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, proj / name)
@@ -68,7 +68,15 @@ def set_param(proj: Path, path: list[str], value) -> None:
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-ALL = {f"{s}@{d}" for s in ("download", "prepare") for d in ("chatterbot", "chatterbot_perturbed", "cornell_movie_dialogs")}
+DATASETS = ("chatterbot", "chatterbot_perturbed", "cornell_movie_dialogs")
+PER_DATASET = ("download", "prepare", "annotate", "merge")
+ALL = {f"{s}@{d}" for s in PER_DATASET for d in DATASETS} | {"golden"}
+
+
+def downstream(*datasets: str, start: str = "prepare") -> set[str]:
+    """The per-dataset stages from ``start`` on, for ``datasets``."""
+    stages = PER_DATASET[PER_DATASET.index(start):]
+    return {f"{s}@{d}" for s in stages for d in datasets}
 
 
 def test_repro_skip_and_partial_rerun(project: Path):
@@ -95,10 +103,16 @@ def test_repro_skip_and_partial_rerun(project: Path):
     assert ran(second.stdout) == set()
     assert skipped(second.stdout) == ALL
 
-    # one dataset's option: only that dataset's prepare reruns
+    ratings = [json.loads(x) for x in (project / "data/annotated/chatterbot.jsonl").read_text().splitlines()]
+    assert len(ratings) == 40 * 3 * 4 * 3 and all(r["status"] == "ok" for r in ratings)
+    items = [json.loads(x) for x in (project / "data/merged/chatterbot.jsonl").read_text().splitlines()]
+    assert len(items) == 40 * 3 and all(1 <= i["label"] <= 5 and i["n_valid"] == 12 for i in items)
+    assert json.loads((project / "metrics/golden.json").read_text()) == {"configured": False}
+
+    # one dataset's option: only that dataset's stages rerun
     set_param(project, ["sources", "chatterbot_perturbed", "options", "keep_share"], 0.5)
     third = run(["dvc", "repro"], project)
-    assert ran(third.stdout) == {"prepare@chatterbot_perturbed"}
+    assert ran(third.stdout) == downstream("chatterbot_perturbed")
     twin2 = [json.loads(x) for x in (project / "data/prepared/chatterbot_perturbed.jsonl").read_text().splitlines()]
     kept = sum(1 for c in twin2 if not c["meta"]["perturbations"])
     assert kept > sum(1 for c in twin if not c["meta"]["perturbations"])
@@ -107,13 +121,19 @@ def test_repro_skip_and_partial_rerun(project: Path):
     set_param(project, ["sources", "chatterbot", "fetch", "files"], ["data/english/*.yml", "data/english/ai.yml"])
     fourth = run(["dvc", "repro"], project)
     assert "download@chatterbot" in ran(fourth.stdout)
-    assert ran(fourth.stdout) <= {"download@chatterbot", "prepare@chatterbot"}
+    assert ran(fourth.stdout) <= downstream("chatterbot", start="download")
 
     # the shared sample size reruns every prepare and no download
     set_param(project, ["data", "per_dataset"], 30)
     fifth = run(["dvc", "repro"], project)
-    assert ran(fifth.stdout) == {"prepare@chatterbot", "prepare@chatterbot_perturbed", "prepare@cornell_movie_dialogs"}
+    # cornell's fixture has fewer than 30 conversations: its prepared file is unchanged, so nothing after it reruns
+    assert ran(fifth.stdout) == downstream("chatterbot", "chatterbot_perturbed") | {"prepare@cornell_movie_dialogs"}
     assert len((project / "data/prepared/chatterbot.jsonl").read_text().splitlines()) == 30
+
+    # the merge method: only the merges rerun, not the annotation
+    set_param(project, ["merge", "score"], "most_frequent")
+    sixth = run(["dvc", "repro"], project)
+    assert ran(sixth.stdout) == downstream(*DATASETS, start="merge") | {"golden"}
 
 
 def test_a_bad_profile_fails_before_any_stage_writes(project: Path):

@@ -22,11 +22,11 @@ def check(profile: str) -> None:
     """Check a profile (default params.yaml) before running anything: keys, types, datasets, options."""
 
     def work() -> None:
-        from .config import data_config, load_params
+        from .config import check_profile, load_params
 
-        cfg = data_config(load_params(profile), deep=True)
-        click.echo(f"{profile}: ok ({len(cfg.datasets)} datasets: {', '.join(cfg.datasets)}; "
-                   f"per_dataset={cfg.per_dataset}, on_error={cfg.on_error})")
+        summary = check_profile(load_params(profile))
+        click.echo(f"{profile}: ok (" + "; ".join(
+            f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in summary.items()) + ")")
 
     run_stage("check", work)
 
@@ -52,14 +52,14 @@ def use(name: str, root: str) -> None:
     """
 
     def work() -> None:
-        from .config import data_config, load_params
+        from .config import check_profile, load_params
 
         base = Path(root)
         src = base / "configs" / f"{name}.yaml"
         if not src.is_file():
             choices = sorted(p.stem for p in (base / "configs").glob("*.yaml"))
             raise click.ClickException(f"no profile {src}; available: {', '.join(choices)}")
-        data_config(load_params(src), deep=True)
+        check_profile(load_params(src))
         shutil.copyfile(src, base / "params.yaml")
         click.echo(f"params.yaml <- {src}; run `dvc repro`")
 

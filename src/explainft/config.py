@@ -16,7 +16,7 @@ import yaml
 from .errors import ConfigError
 
 # Sections a profile may hold. Later stages add theirs here.
-SECTIONS = ("profile", "data", "sources")
+SECTIONS = ("profile", "data", "sources", "annotate", "merge", "golden")
 DATA_KEYS = {"datasets", "per_dataset", "seed", "on_error"}
 SOURCE_KEYS = {"fetch", "options"}
 
@@ -119,3 +119,146 @@ def data_config(params: dict[str, Any], *, deep: bool = True) -> DataConfig:
             validate_fetch(n, src["fetch"])
             resolve_options(n, options)
     return DataConfig(datasets=tuple(names), per_dataset=per, seed=seed, on_error=on_error, sources=out)
+
+
+# --------------------------------------------------------------------------- annotate, merge, golden
+
+ANNOTATE_KEYS = {"dimensions", "prompts", "teachers", "max_parse_retries", "cache"}
+MERGE_KEYS = {"score", "explanation", "judge", "summariser", "min_valid"}
+GOLDEN_KEYS = {"path"}
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    dimensions: tuple[str, ...]
+    prompts: tuple[str, ...]
+    teachers: tuple[Any, ...]  # annotate.base.TeacherConfig
+    max_parse_retries: int
+    cache: str
+
+    def teacher(self, name: str, key: str) -> Any:
+        for t in self.teachers:
+            if t.name == name:
+                return t
+        raise ConfigError(key, f"no teacher named {name!r} in annotate.teachers "
+                               f"({', '.join(t.name for t in self.teachers)})")
+
+
+@dataclass(frozen=True)
+class MergeConfig:
+    score: str
+    explanation: str
+    judge: str | None
+    summariser: str | None
+    min_valid: int
+
+
+def _section(params: dict[str, Any], name: str, keys: set[str]) -> dict[str, Any]:
+    check_sections(params)
+    sec = params.get(name)
+    if not isinstance(sec, dict):
+        raise ConfigError(name, "section missing or not a mapping")
+    unknown = sorted(set(sec) - keys)
+    if unknown:
+        raise ConfigError(f"{name}.{unknown[0]}", f"unknown key; known: {', '.join(sorted(keys))}")
+    return sec
+
+
+def _str_list(value: Any, key: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(key, f"must be a non-empty list of names from {', '.join(allowed)}, got {value!r}")
+    bad = [v for v in value if v not in allowed]
+    if bad:
+        raise ConfigError(key, f"unknown {bad[0]!r}; known: {', '.join(allowed)}")
+    if len(set(value)) != len(value):
+        raise ConfigError(key, "lists a name twice")
+    return tuple(value)
+
+
+def annotate_config(params: dict[str, Any], *, deep: bool = True) -> AnnotateConfig:
+    """Check the ``annotate`` section; with ``deep`` also build each teacher's backend (validates its options)."""
+    from .annotate.base import PROMPT_VARIANTS, TeacherConfig
+    from .records import DIMENSIONS
+
+    sec = _section(params, "annotate", ANNOTATE_KEYS)
+    dims = _str_list(sec.get("dimensions", list(DIMENSIONS)), "annotate.dimensions", DIMENSIONS)
+    prompts = _str_list(sec.get("prompts", list(PROMPT_VARIANTS)), "annotate.prompts", PROMPT_VARIANTS)
+    raw = sec.get("teachers")
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("annotate.teachers", "must be a non-empty list of teachers")
+    teachers = tuple(TeacherConfig.from_params(t, f"annotate.teachers[{i}]") for i, t in enumerate(raw))
+    names = [t.name for t in teachers]
+    if len(set(names)) != len(names):
+        raise ConfigError("annotate.teachers", f"teacher names must be unique, got {names}")
+    retries = _int(sec.get("max_parse_retries", 2), "annotate.max_parse_retries")
+    if retries < 0:
+        raise ConfigError("annotate.max_parse_retries", "must be >= 0")
+    cache = sec.get("cache", "cache/annotate.sqlite")
+    if not isinstance(cache, str) or not cache:
+        raise ConfigError("annotate.cache", "must be a file path")
+    if Path(cache).parts and Path(cache).parts[0] == "data":
+        raise ConfigError("annotate.cache", "must lie outside data/ (DVC outputs), or dvc repro would delete it")
+    cfg = AnnotateConfig(dimensions=dims, prompts=prompts, teachers=teachers, max_parse_retries=retries, cache=cache)
+    if deep:
+        from .annotate.backends import make_backend
+
+        for t in teachers:
+            make_backend(t)
+    return cfg
+
+
+def merge_config(params: dict[str, Any], annotate: AnnotateConfig | None = None) -> MergeConfig:
+    from .merge import EXPLANATION_METHODS, SCORE_METHODS
+
+    sec = _section(params, "merge", MERGE_KEYS)
+    score = sec.get("score", "average")
+    if score not in SCORE_METHODS:
+        raise ConfigError("merge.score", f"must be one of {', '.join(SCORE_METHODS)}, got {score!r}")
+    expl = sec.get("explanation", "extractive")
+    if expl not in EXPLANATION_METHODS:
+        raise ConfigError("merge.explanation", f"must be one of {', '.join(EXPLANATION_METHODS)}, got {expl!r}")
+    judge, summariser = sec.get("judge"), sec.get("summariser")
+    if score == "llm" and not judge:
+        raise ConfigError("merge.judge", "merge.score: llm needs a judge (the name of a teacher in annotate.teachers)")
+    if expl == "llm" and not summariser:
+        raise ConfigError("merge.summariser", "merge.explanation: llm needs a summariser (a teacher name)")
+    for key, name in (("merge.judge", judge), ("merge.summariser", summariser)):
+        if name is not None:
+            if not isinstance(name, str):
+                raise ConfigError(key, f"must be a teacher name, got {name!r}")
+            if annotate is not None:
+                annotate.teacher(name, key)
+    min_valid = _int(sec.get("min_valid", 1), "merge.min_valid", positive=True)
+    return MergeConfig(score=score, explanation=expl, judge=judge, summariser=summariser, min_valid=min_valid)
+
+
+def golden_path(params: dict[str, Any]) -> str | None:
+    sec = _section(params, "golden", GOLDEN_KEYS)
+    path = sec.get("path")
+    if path is not None:
+        if not isinstance(path, str) or not path:
+            raise ConfigError("golden.path", f"must be a path to a golden JSONL file or null, got {path!r}")
+        if Path(path).is_absolute() or not Path(path).parts or Path(path).parts[0] != "golden" or ".." in Path(path).parts:
+            # the golden stage depends on the golden/ folder, so DVC reruns it when the file changes
+            raise ConfigError("golden.path", f"must be a file inside golden/ (a dependency of the golden stage), got {path!r}")
+    return path
+
+
+def check_profile(params: dict[str, Any]) -> dict[str, Any]:
+    """Check every section of a profile, deeply (loaders' options, fetch specs, teachers' backends).
+
+    Returns a short summary. This is what ``explainft check`` and ``make repro`` run
+    before any stage, so a bad key fails before work starts.
+    """
+    check_sections(params)
+    data = data_config(params, deep=True)
+    summary: dict[str, Any] = {"datasets": list(data.datasets)}
+    acfg = None
+    if "annotate" in params:
+        acfg = annotate_config(params, deep=True)
+        summary["teachers"] = [t.name for t in acfg.teachers]
+    if "merge" in params:
+        summary["merge"] = merge_config(params, acfg).score
+    if "golden" in params:
+        summary["golden"] = golden_path(params)
+    return summary

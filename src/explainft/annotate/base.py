@@ -137,6 +137,26 @@ def cache_key(identity: dict[str, Any], messages: list[dict[str, str]], attempt:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The chat with its system message(s) folded into the first user message.
+
+    For chat formats without a system role. System texts are joined by a blank line
+    and put before the first user message's text; without a leading user message,
+    they become a user message of their own at the start. Other messages are
+    unchanged, so user/assistant alternation is kept.
+    """
+    system = [m["content"] for m in messages if m.get("role") == "system"]
+    if not system:
+        return list(messages)
+    rest = [dict(m) for m in messages if m.get("role") != "system"]
+    text = "\n\n".join(system)
+    if rest and rest[0].get("role") == "user":
+        rest[0]["content"] = f"{text}\n\n{rest[0]['content']}"
+    else:
+        rest.insert(0, {"role": "user", "content": text})
+    return rest
+
+
 # --------------------------------------------------------------------------- backend interface
 
 

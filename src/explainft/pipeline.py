@@ -1,0 +1,127 @@
+"""Stage bodies: read the profile, run the library on a stage's inputs, write its outputs and metrics.
+
+The Click scripts in ``stages/`` only parse arguments and call these; tests call
+them directly. Paths follow dvc.yaml.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from .config import annotate_config, data_config, golden_path, merge_config
+from .fsutil import atomic_open, write_json
+from .records import Conversation, Item, Rating, read_jsonl, write_jsonl
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="rating", disable=None, mininterval=2.0)
+
+
+def annotate_conversations(convs: list[Conversation], params: dict[str, Any], desc: str) -> tuple[list[Rating], dict]:
+    """Rate ``convs`` with every teacher × prompt × dimension of the profile; returns (ratings, stats)."""
+    from .annotate.cache import ResponseCache
+    from .annotate.engine import make_annotator
+
+    cfg = annotate_config(params, deep=False)
+    total = len(convs) * len(cfg.dimensions) * len(cfg.prompts) * len(cfg.teachers)
+    with ResponseCache(cfg.cache) as cache, _progress(total, desc) as bar:
+        annotator = make_annotator(cfg, cache, progress=bar)
+
+        async def go() -> list[Rating]:
+            try:
+                return await annotator.arun(convs, cfg.dimensions, cfg.prompts)
+            finally:
+                await annotator.aclose()
+
+        ratings = asyncio.run(go())
+    stats = annotator.stats.to_dict()
+    stats["score_mean_normalised"] = _score_means(ratings)
+    # backends that keep their own counters (local models: batches, tokens, too-long prompts)
+    extra = {name: b.stats for name, b in annotator.backends.items() if isinstance(getattr(b, "stats", None), dict)}
+    if extra:
+        stats["backend_stats"] = extra
+    return ratings, stats
+
+
+def _score_means(ratings: list[Rating]) -> dict[str, float]:
+    by_dim: dict[str, list[float]] = defaultdict(list)
+    for r in ratings:
+        if r.status == "ok":
+            by_dim[r.dimension].append((r.raw_score - 1) / (r.scale - 1))
+    return {d: round(statistics.fmean(v), 6) for d, v in sorted(by_dim.items())}
+
+
+def run_annotate(dataset: str, params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:
+    data_config(params, deep=False).source(dataset)  # the dataset must be in the profile
+    convs = list(read_jsonl(root / "data" / "prepared" / f"{dataset}.jsonl", Conversation))
+    ratings, stats = annotate_conversations(convs, params, f"annotate@{dataset}")
+    write_jsonl(root / "data" / "annotated" / f"{dataset}.jsonl", ratings)
+    metrics = {"dataset": dataset, **stats}
+    write_json(root / "metrics" / "annotate" / f"{dataset}.json", metrics)
+    return metrics
+
+
+def merge_items(ratings: list[Rating], params: dict[str, Any], *, score_method: str | None = None,
+                explanation_method: str | None = None) -> tuple[list[Item], dict]:
+    """Merge ratings into Items with the profile's merge settings (the keyword arguments override them)."""
+    from .annotate.backends import make_backend
+    from .merge import amerge_ratings
+
+    acfg = annotate_config(params, deep=False)
+    mcfg = merge_config(params, acfg)
+    method = score_method or mcfg.score
+    expl = explanation_method or mcfg.explanation
+    judge = make_backend(acfg.teacher(mcfg.judge, "merge.judge")) if method == "llm" else None
+    summariser = make_backend(acfg.teacher(mcfg.summariser, "merge.summariser")) if expl == "llm" else None
+    order = [f"{t.name}/{p}" for t in acfg.teachers for p in acfg.prompts]
+
+    async def go() -> tuple[list[Item], dict]:
+        try:
+            return await amerge_ratings(ratings, score_method=method, explanation_method=expl,
+                                        min_valid=mcfg.min_valid, judge=judge, summariser=summariser, order=order)
+        finally:  # close the clients in the loop that opened them
+            for b in {id(b): b for b in (judge, summariser) if b is not None}.values():
+                await b.aclose()
+
+    return asyncio.run(go())
+
+
+def run_merge(dataset: str, params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:
+    data_config(params, deep=False).source(dataset)
+    ratings = list(read_jsonl(root / "data" / "annotated" / f"{dataset}.jsonl", Rating))
+    items, stats = merge_items(ratings, params)
+    write_jsonl(root / "data" / "merged" / f"{dataset}.jsonl", items)
+    metrics = {"dataset": dataset, **stats}
+    write_json(root / "metrics" / "merge" / f"{dataset}.json", metrics)
+    return metrics
+
+
+def run_golden(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:
+    """Annotate and merge the golden set, then compare each prompt and merge method with the human ratings."""
+    from .golden import evaluate_golden, load_golden, write_golden
+
+    metrics_path, md_path = root / "metrics" / "golden.json", root / "reports" / "golden.md"
+    path = golden_path(params)
+    if path is None:
+        result = {"configured": False}
+        write_json(metrics_path, result)
+        with atomic_open(md_path) as fh:
+            fh.write("# Teacher prompts and merge methods against the golden set\n\n"
+                     "No golden set is configured (`golden.path: null` in the profile). See README, "
+                     "'Golden set', for the format and public human-rated sets to convert.\n")
+        return result
+    convs, truth = load_golden(root / path)
+    ratings, _ = annotate_conversations(convs, params, "golden")
+    mcfg = merge_config(params, annotate_config(params, deep=False))
+    methods = ["average", "most_frequent"] + (["llm"] if mcfg.judge else [])
+    # Table 2 compares scores only: explanations are merged extractively here, whatever merge.explanation says
+    items = {m: merge_items(ratings, params, score_method=m, explanation_method="extractive")[0] for m in methods}
+    result = evaluate_golden(ratings, items, truth)
+    write_golden(result, metrics_path, md_path)
+    return result
