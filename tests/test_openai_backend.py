@@ -84,7 +84,7 @@ def test_default_answer_and_no_json_mode_by_default():
         assert not {"temperature", "top_p", "max_tokens", "seed"} & set(llm.last.body)
 
 
-def test_key_read_once_at_construction_and_placeholder_when_unset(monkeypatch):
+def test_key_read_once_at_construction_and_stand_in_when_unset(monkeypatch):
     monkeypatch.delenv(KEY_ENV)
     with FakeLLM() as llm:
         backend = make(llm.url)

@@ -54,7 +54,6 @@ ever dropped silently.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -65,7 +64,7 @@ from .annotate.base import PROMPT_VARIANTS
 from .errors import RecordError
 from .fsutil import atomic_open, write_json
 from .merge import SCORE_METHODS, normalise
-from .records import DIMENSIONS, Conversation, Item, Rating
+from .records import DIMENSIONS, Conversation, Item, Rating, iter_json_lines
 
 GOLDEN_KEYS = {"id", "turns", "context", "meta", "ratings"}
 RATING_KEYS = {"score", "scale"}
@@ -148,30 +147,18 @@ def load_golden(path: str | Path, dataset: str = "golden") -> tuple[list[Convers
     convs: list[Conversation] = []
     truth: Truth = {}
     first_line: dict[str, int] = {}
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise RecordError("bad_encoding", f"not valid UTF-8 at byte {e.start}", file=path, line=lineno) from None
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise RecordError("bad_json", f"invalid JSON: {e.msg} at column {e.colno}", file=path,
-                                  line=lineno) from None
-            try:
-                conv, scores = parse_golden_line(obj, dataset)
-            except RecordError as e:
-                raise e.at(path, lineno)
-            if conv.id in first_line:
-                raise RecordError("duplicate_id", f"id already used on line {first_line[conv.id]}", field="id",
-                                  record=conv.id, file=path, line=lineno)
-            first_line[conv.id] = lineno
-            convs.append(conv)
-            for dim, s in scores.items():
-                truth[(conv.id, dim)] = s
+    for lineno, obj in iter_json_lines(path):
+        try:
+            conv, scores = parse_golden_line(obj, dataset)
+        except RecordError as e:
+            raise e.at(path, lineno)
+        if conv.id in first_line:
+            raise RecordError("duplicate_id", f"id already used on line {first_line[conv.id]}", field="id",
+                              record=conv.id, file=path, line=lineno)
+        first_line[conv.id] = lineno
+        convs.append(conv)
+        for dim, s in scores.items():
+            truth[(conv.id, dim)] = s
     if not convs:
         raise RecordError("empty_file", "the golden file has no items", file=path)
     return convs, truth

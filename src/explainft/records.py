@@ -314,8 +314,11 @@ def write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
     return n
 
 
-def read_jsonl(path: str | Path, cls: type[R]) -> Iterator[R]:
-    """Read records of one type; any bad line raises RecordError with file and line."""
+def iter_json_lines(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, parsed JSON)`` for each non-blank line of a UTF-8 JSONL file.
+
+    Bytes that are not UTF-8 and lines that are not JSON raise RecordError with file and line.
+    """
     path = Path(path)
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
@@ -326,10 +329,15 @@ def read_jsonl(path: str | Path, cls: type[R]) -> Iterator[R]:
             if not text.strip():
                 continue
             try:
-                obj = json.loads(text)
+                yield lineno, json.loads(text)
             except json.JSONDecodeError as e:
                 raise RecordError("bad_json", f"invalid JSON: {e.msg} at column {e.colno}", file=path, line=lineno) from None
-            try:
-                yield cls.from_dict(obj)
-            except RecordError as e:
-                raise e.at(path, lineno)
+
+
+def read_jsonl(path: str | Path, cls: type[R]) -> Iterator[R]:
+    """Read records of one type; any bad line raises RecordError with file and line."""
+    for lineno, obj in iter_json_lines(path):
+        try:
+            yield cls.from_dict(obj)
+        except RecordError as e:
+            raise e.at(path, lineno)

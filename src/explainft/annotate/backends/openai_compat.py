@@ -6,7 +6,7 @@ timeout=..., max_retries=...)`` (openai 3.57, HTTP through ``httpx2``). Teacher 
 
     base_url     required; e.g. http://127.0.0.1:8000/v1 (no credentials in the URL)
     api_key_env  the NAME of the environment variable holding the key (default OPENAI_API_KEY);
-                 read once, at construction; unset or empty -> the placeholder "EMPTY",
+                 read once, at construction; unset or empty -> the stand-in key "EMPTY",
                  which local servers accept. Never put the key itself in params.
     concurrency  int >= 1, default 8: the engine keeps at most this many calls in flight
     timeout      seconds > 0, default 60, per attempt (see below)
@@ -191,9 +191,9 @@ class OpenAICompatBackend(Backend):
         self.max_retries: int = opts["max_retries"]
         self.json_mode: bool = opts["json_mode"]
         key = os.environ.get(self.api_key_env) or ""
-        self.key_is_placeholder = not key
+        self.key_is_stand_in = not key
         if not key:
-            log.info("teacher %s: $%s is not set; sending the placeholder key %r to %s",
+            log.info("teacher %s: $%s is not set; sending the stand-in key %r to %s",
                      teacher.name, self.api_key_env, PLACEHOLDER_KEY, self.base_url)
         self._key = _Secret(key or PLACEHOLDER_KEY)
         self._client: openai.AsyncOpenAI | None = None
@@ -294,7 +294,7 @@ class OpenAICompatBackend(Backend):
                 cause += f" (not retried: the server asked to wait {wait}, more than the client's " \
                          f"{RETRY_AFTER_CAP_S:g} s cap)"
         if code in (401, 403):
-            unset = " (unset: the placeholder key was sent)" if self.key_is_placeholder else ""
+            unset = " (unset: the stand-in key \"EMPTY\" was sent)" if self.key_is_stand_in else ""
             hint = f"check the API key in ${self.api_key_env}{unset}"
         elif code == 404:
             hint = ("check options.base_url (OpenAI-compatible servers answer at <base_url>/chat/completions; "
