@@ -269,3 +269,34 @@ def test_the_documented_example_is_a_valid_golden_line():
     conv, scores = golden.parse_golden_line(json.loads(block))
     assert conv.id == "golden/0001" and conv.context
     assert scores == {"naturalness": 1.0, "on_topic": 1.0}
+
+
+def test_golden_stage_annotates_merges_and_compares_a_configured_set(tmp_path):
+    """run_golden end to end with the default profile's offline teachers on the fixture set."""
+    import shutil
+
+    from conftest import ROOT
+
+    from explainft.config import load_params
+    from explainft.errors import ConfigError
+    from explainft.pipeline import run_golden
+
+    (tmp_path / "golden").mkdir()
+    shutil.copy(ROOT / "tests" / "fixtures" / "golden" / "valid.jsonl", tmp_path / "golden" / "set.jsonl")
+    params = load_params(ROOT / "params.yaml")
+    params["annotate"]["cache"] = str(tmp_path / "cache.sqlite")
+    params["golden"]["path"] = "golden/set.jsonl"
+    result = run_golden(params, root=tmp_path)
+    metrics = json.loads((tmp_path / "metrics" / "golden.json").read_text())
+    assert set(metrics["prompts"]) == {"scale4", "scale4_examples", "scale5", "scale5_examples"}
+    assert set(metrics["merges"]) == {"average", "most_frequent"}  # no judge configured: no llm row
+    nat = metrics["merges"]["average"]["naturalness"]
+    assert nat["n"] == result["truth"]["naturalness"] > 0 and nat["missing_prediction"] == 0
+    assert 0 <= nat["mae"] <= 1 and 0 <= nat["mse"] <= nat["mae"]
+    table = (tmp_path / "reports" / "golden.md").read_text()
+    assert "Scale 1-4 with Examples" in table and "Most Occurrence" in table
+    # a path outside golden/ is refused before any work
+    params["golden"]["path"] = "elsewhere/set.jsonl"
+    with pytest.raises(ConfigError) as ei:
+        run_golden(params, root=tmp_path)
+    assert ei.value.key == "golden.path"
