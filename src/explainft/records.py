@@ -297,7 +297,79 @@ class Prediction:
         )
 
 
-R = TypeVar("R", Conversation, Rating, Item, Prediction)
+@dataclass(frozen=True)
+class Example:
+    """A conversation with its merged rating on one dimension: what the split and variant stages write.
+
+    In a split file ``variant`` and ``explanation`` are null. In a variant file
+    (training targets) ``variant`` names the variant and ``explanation`` is the
+    text that follows the score in the target (empty for ``none`` and length 0).
+    """
+
+    id: str
+    dataset: str
+    dimension: str
+    turns: tuple[Turn, ...]
+    score: float
+    label: int
+    assessment: str
+    confidence: str
+    context: str | None = None
+    variant: str | None = None
+    explanation: str | None = None
+
+    kind: ClassVar[str] = "example"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "turns", tuple(self.turns))
+        if self.dimension not in DIMENSIONS:
+            raise RecordError("bad_value", f"dimension {self.dimension!r} not in {DIMENSIONS}", field="dimension", record=self.id)
+        object.__setattr__(self, "score", _unit_interval(self.score, "score"))
+        if not 1 <= self.label <= 5:
+            raise RecordError("out_of_range", f"label must be in 1..5, got {self.label!r}", field="label", record=self.id)
+        # the conversation obeys every Conversation rule
+        self.conversation()
+
+    def conversation(self) -> Conversation:
+        return Conversation(id=self.id, dataset=self.dataset, turns=self.turns, context=self.context)
+
+    @classmethod
+    def of(cls, conv: Conversation, item: "Item") -> "Example":
+        if conv.id != item.id:
+            raise RecordError("id_mismatch", f"item {item.id!r} joined to conversation {conv.id!r}", record=item.id)
+        return cls(id=conv.id, dataset=conv.dataset, dimension=item.dimension, turns=conv.turns, score=item.score,
+                   label=item.label, assessment=item.assessment, confidence=item.confidence, context=conv.context)
+
+    def with_target(self, variant: str, explanation: str) -> "Example":
+        return Example(id=self.id, dataset=self.dataset, dimension=self.dimension, turns=self.turns, score=self.score,
+                       label=self.label, assessment=self.assessment, confidence=self.confidence,
+                       context=self.context, variant=variant, explanation=explanation)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"id": self.id, "dataset": self.dataset, "dimension": self.dimension,
+                             "turns": [t.to_dict() for t in self.turns], "score": self.score, "label": self.label,
+                             "assessment": self.assessment, "confidence": self.confidence}
+        if self.context is not None:
+            d["context"] = self.context
+        if self.variant is not None:
+            d["variant"] = self.variant
+            d["explanation"] = self.explanation
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "Example":
+        if not isinstance(d, dict):
+            raise RecordError("wrong_type", "an example must be a JSON object")
+        conv = Conversation.from_dict({"id": d.get("id"), "dataset": d.get("dataset"), "turns": d.get("turns"),
+                                       "context": d.get("context")})
+        return cls(id=conv.id, dataset=conv.dataset, dimension=_require(d, "dimension", str), turns=conv.turns,
+                   score=float(_require(d, "score", (int, float))), label=_require(d, "label", int),
+                   assessment=_require(d, "assessment", str), confidence=_require(d, "confidence", str),
+                   context=conv.context, variant=_require(d, "variant", str, optional=True),
+                   explanation=_require(d, "explanation", str, optional=True))
+
+
+R = TypeVar("R", Conversation, Rating, Item, Prediction, Example)
 
 
 # --------------------------------------------------------------------------- JSONL I/O
