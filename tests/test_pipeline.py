@@ -36,6 +36,18 @@ def skipped(out: str) -> set[str]:
     return set(re.findall(r"Stage '([^']+)' didn't change, skipping", out))
 
 
+def make_tokenizer(path: Path) -> None:
+    """A small word-level tokenizer folder, so the statistics stage needs no model download."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(["rate the response score naturalness on topic"], trainers.WordLevelTrainer(
+        special_tokens=["<unk>", "<pad>"]))
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>").save_pretrained(path)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     proj = tmp_path / "proj"
@@ -52,6 +64,10 @@ def project(tmp_path: Path) -> Path:
         "fetch": {"from": "local", "path": "inputs/cornell"},
         "options": {},
     }
+    params["split"].update(train=3, test=2)  # the Cornell fixture has 5 conversations
+    params["variants"]["names"] = ["none", "assessment", "length_5", "shuffle"]
+    params["stats"] = {"tokenizer": "inputs/tokenizer", "context_limit": 512}
+    make_tokenizer(proj / "inputs" / "tokenizer")
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], proj)
     run(["dvc", "init", "-q"], proj)
@@ -70,7 +86,8 @@ def set_param(proj: Path, path: list[str], value) -> None:
 
 DATASETS = ("chatterbot", "chatterbot_perturbed", "cornell_movie_dialogs")
 PER_DATASET = ("download", "prepare", "annotate", "merge")
-ALL = {f"{s}@{d}" for s in PER_DATASET for d in DATASETS} | {"golden"}
+GLOBAL = {"split", "variants", "explanation_stats"}
+ALL = {f"{s}@{d}" for s in PER_DATASET for d in DATASETS} | {"golden"} | GLOBAL
 
 
 def downstream(*datasets: str, start: str = "prepare") -> set[str]:
@@ -108,11 +125,18 @@ def test_repro_skip_and_partial_rerun(project: Path):
     items = [json.loads(x) for x in (project / "data/merged/chatterbot.jsonl").read_text().splitlines()]
     assert len(items) == 40 * 3 and all(1 <= i["label"] <= 5 and i["n_valid"] == 12 for i in items)
     assert json.loads((project / "metrics/golden.json").read_text()) == {"configured": False}
+    split = json.loads((project / "metrics/split.json").read_text())
+    assert split["sets"]["mixed/on_topic"]["train"]["n"] == 3 and split["sets"]["cornell_movie_dialogs/on_topic"]["test"]["n"] == 2
+    for variant in ("none", "assessment", "length_5", "shuffle"):
+        rows = [json.loads(x) for x in (project / f"data/variants/mixed/on_topic/{variant}.jsonl").read_text().splitlines()]
+        assert len(rows) == 3 and all(r["variant"] == variant for r in rows)
+    assert (project / "plots/explanations/token_lengths.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((project / "metrics/explanations.json").read_text())["context_limit"] == 512
 
     # one dataset's option: only that dataset's stages rerun
     set_param(project, ["sources", "chatterbot_perturbed", "options", "keep_share"], 0.5)
     third = run(["dvc", "repro"], project)
-    assert ran(third.stdout) == downstream("chatterbot_perturbed")
+    assert ran(third.stdout) == downstream("chatterbot_perturbed") | GLOBAL
     twin2 = [json.loads(x) for x in (project / "data/prepared/chatterbot_perturbed.jsonl").read_text().splitlines()]
     kept = sum(1 for c in twin2 if not c["meta"]["perturbations"])
     assert kept > sum(1 for c in twin if not c["meta"]["perturbations"])
@@ -121,19 +145,29 @@ def test_repro_skip_and_partial_rerun(project: Path):
     set_param(project, ["sources", "chatterbot", "fetch", "files"], ["data/english/*.yml", "data/english/ai.yml"])
     fourth = run(["dvc", "repro"], project)
     assert "download@chatterbot" in ran(fourth.stdout)
-    assert ran(fourth.stdout) <= downstream("chatterbot", start="download")
+    assert ran(fourth.stdout) <= downstream("chatterbot", start="download") | GLOBAL
 
     # the shared sample size reruns every prepare and no download
     set_param(project, ["data", "per_dataset"], 30)
     fifth = run(["dvc", "repro"], project)
     # cornell's fixture has fewer than 30 conversations: its prepared file is unchanged, so nothing after it reruns
-    assert ran(fifth.stdout) == downstream("chatterbot", "chatterbot_perturbed") | {"prepare@cornell_movie_dialogs"}
+    # the split reruns, but hash sampling is stable: the 30 kept are the first 30 of the 40, and the split's
+    # first 5 in hash order are among them, so its outputs are unchanged and nothing after it reruns
+    assert ran(fifth.stdout) == (downstream("chatterbot", "chatterbot_perturbed") | {"prepare@cornell_movie_dialogs"}
+                                 | {"split"})
     assert len((project / "data/prepared/chatterbot.jsonl").read_text().splitlines()) == 30
 
     # the merge method: only the merges rerun, not the annotation
     set_param(project, ["merge", "score"], "most_frequent")
     sixth = run(["dvc", "repro"], project)
-    assert ran(sixth.stdout) == downstream(*DATASETS, start="merge") | {"golden"}
+    assert ran(sixth.stdout) == downstream(*DATASETS, start="merge") | {"golden"} | GLOBAL
+
+    # a variant-only change reruns the variants stage alone
+    set_param(project, ["variants", "names"], ["none", "assessment", "length_5", "weighted_associated"])
+    seventh = run(["dvc", "repro"], project)
+    assert ran(seventh.stdout) == {"variants"}
+    assert (project / "data/variants/mixed/on_topic/weighted_associated.jsonl").exists()
+    assert not (project / "data/variants/mixed/on_topic/shuffle.jsonl").exists()
 
 
 def test_a_bad_profile_fails_before_any_stage_writes(project: Path):

