@@ -113,3 +113,47 @@ def test_cli_check_and_use(tmp_path):
     assert res.exit_code == 1 and "available: broken, paper" in res.output
     listing = runner.invoke(cli, ["datasets"])
     assert listing.exit_code == 0 and "hh_rlhf_rejected" in listing.output
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        (lambda p: p["annotate"].update(dimensions=["naturalness", "fluency"]), "annotate.dimensions"),
+        (lambda p: p["annotate"].update(prompts=[]), "annotate.prompts"),
+        (lambda p: p["annotate"].update(max_parse_retries=-1), "annotate.max_parse_retries"),
+        (lambda p: p["annotate"].update(cache="data/cache.sqlite"), "annotate.cache"),
+        (lambda p: p["annotate"].update(teacher=[]), "annotate.teacher"),
+        (lambda p: p["annotate"]["teachers"][0].update(backend="gpt"), "annotate.teachers[0].backend"),
+        (lambda p: p["annotate"]["teachers"][1].update(name="lexical"), "annotate.teachers"),
+        (lambda p: p["annotate"]["teachers"][0].update(sampling={"temp": 0}), "annotate.teachers[0].sampling.temp"),
+        (lambda p: p["annotate"]["teachers"][0]["options"].update(profile="fuzzy"),
+         "annotate.teachers[lexical].options.profile"),
+        (lambda p: p["merge"].update(score="median"), "merge.score"),
+        (lambda p: p["merge"].update(score="llm"), "merge.judge"),
+        (lambda p: p["merge"].update(score="llm", judge="gpt4"), "merge.judge"),
+        (lambda p: p["merge"].update(min_valid=0), "merge.min_valid"),
+        (lambda p: p["golden"].update(path="/etc/passwd"), "golden.path"),
+        (lambda p: p["split"].update(train=0), "split.train"),
+        (lambda p: p["split"].update(mixed="yes"), "split.mixed"),
+        (lambda p: p["split"].update(shuffle=True), "split.shuffle"),
+        (lambda p: p["variants"].update(names=["none", "length_-5"]), "variants.names"),
+        (lambda p: p["variants"].update(names=["none", "scrambled"]), "variants.names"),
+        (lambda p: p["variants"].update(names=["none", "none"]), "variants.names"),
+        (lambda p: p["stats"].update(context_limit="8k"), "stats.context_limit"),
+        (lambda p: p["stats"].update(tokenizer=""), "stats.tokenizer"),
+    ],
+)
+def test_later_sections_fail_naming_the_key(change, key):
+    from explainft.config import check_profile
+
+    with pytest.raises(ConfigError) as ei:
+        check_profile(edited(change))
+    assert ei.value.key == key, str(ei.value)
+
+
+def test_variant_errors_name_the_variant_and_reason():
+    from explainft.config import check_profile
+
+    with pytest.raises(ConfigError) as ei:
+        check_profile(edited(lambda p: p["variants"].update(names=["none", "length_-5"])))
+    assert "length_-5" in str(ei.value) and "negative" in str(ei.value)
