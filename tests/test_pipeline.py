@@ -115,6 +115,7 @@ def test_repro_skip_and_partial_rerun(project: Path):
     assert corn["sampled"] > 0
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert lock["stages"]["prepare@chatterbot"]["params"]["params.yaml"]["data.per_dataset"] == 40
+    assert lock["stages"]["download@chatterbot"]["params"]["params.yaml"]["profile"] == "default"
 
     second = run(["dvc", "repro"], project)
     assert ran(second.stdout) == set()
