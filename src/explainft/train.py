@@ -1,0 +1,496 @@
+"""Fine-tuning with ``transformers.Trainer``: score-only evaluation loss, dvclive curves, resume (issue 5, items 4-6).
+
+:func:`finetune` trains a model the caller has prepared (LoRA-wrapped or
+full; see ``students.py``) on the encoded training examples
+(:func:`explainft.encode.encode_all`):
+
+* **Training loss** covers the whole target (score, explanation, EOS): the
+  batch's ``labels`` are the encoded ``labels`` (prompt masked with -100).
+* **Evaluation loss is the score-token loss.** Each named evaluation set is
+  encoded the same way, then its ``labels`` are replaced by ``eval_labels``
+  (-100 everywhere but the score token), so the ``eval_<name>_loss`` that the
+  Trainer reports *is* the mean cross-entropy at the score position. With
+  exactly one supervised token per example, the Trainer's batch-size-weighted
+  mean of per-batch means is the plain mean over examples (exact, no padding
+  effect). Evaluation runs once before training (step 0, recorded in
+  ``initial_eval.json`` so a resumed run keeps it), every ``eval_steps``
+  optimizer steps when set, and at the end of every epoch.
+* **Length grouping** (``group_by_length``): the Trainer's
+  ``LengthGroupedSampler`` (``train_sampling_strategy="group_by_length"``,
+  lengths from the dataset's ``length`` column), seeded per epoch from
+  ``seed`` (see :class:`_EpochSeededLengthSampler`) so that a resumed run sees
+  the same batches. The padding share actually seen in the training batches
+  (pad tokens / all tokens) is counted by the collator and reported.
+* **Curves**: dvclive (``out_dir/live``, offline: no DVC experiment, no
+  dvc.yaml) gets ``train/loss`` per logging step and ``eval/<name>/loss`` per
+  evaluation, x = optimizer step, plus ``epoch``. They are written from the
+  Trainer's ``log_history`` after training, which a resumed run restores from
+  the checkpoint, so the curves of a killed-and-resumed run have no gaps and
+  no duplicated steps.
+* **Resume**: checkpoints go to ``out_dir/checkpoints`` (a ``persist: true``
+  output in dvc.yaml); when one exists the run resumes from the newest
+  (optimizer, scheduler, RNG states and data position restored by the
+  Trainer). Determinism on CPU: the data order is a function of
+  ``(seed, epoch)`` alone and the Trainer restores the RNG states, so a run
+  killed after a checkpoint and rerun repeats the same float operations as an
+  uninterrupted run; tests/test_train.py checks that the final weights match
+  to 1e-6 (observed: bitwise equal on CPU with the same thread count). On
+  GPU, non-deterministic kernels (atomics in backward) make it close, not
+  equal.
+* **Outputs**: ``out_dir/model`` (``save_pretrained``, safetensors; the
+  adapter only for a peft model; the tokenizer beside it),
+  ``out_dir/metrics.json`` (see :func:`finetune`), ``out_dir/live``.
+
+Saving checkpoints follows evaluation: every ``eval_steps`` steps when it is
+set, else at every epoch end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from .encode import IGNORE, POSITIONS, EncodeError, Encoded, collate, encode_all, pad_id_for
+from .errors import ConfigError
+from .records import Example
+
+CHECKPOINTS = "checkpoints"
+MODEL = "model"
+LIVE = "live"
+METRICS = "metrics.json"
+INITIAL_EVAL = "initial_eval.json"
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The ``train`` params section (validated by :func:`train_config`)."""
+
+    epochs: int = 3
+    learning_rate: float = 5e-5  # the paper's
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 512
+    seed: int = 0
+    eval_steps: int | None = None  # None: evaluate (and checkpoint) per epoch only
+    explanation_position: str = "after"
+    group_by_length: bool = True
+    save_total_limit: int | None = 2
+    logging_steps: int = 10
+
+
+_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def train_config(params_section: Mapping[str, Any] | None, *, allow: Iterable[str] = ()) -> TrainConfig:
+    """Validate the ``train`` params section into a :class:`TrainConfig`; defaults for missing keys.
+
+    Keys that are neither TrainConfig fields nor in ``allow`` (keys another
+    module reads from the same section, e.g. ``method``, ``lora``) raise
+    ConfigError, so that a typo is never ignored. Errors name ``train.<key>``.
+    """
+    if params_section is None:
+        params_section = {}
+    if not isinstance(params_section, Mapping):
+        raise ConfigError("train", f"must be a mapping, got {type(params_section).__name__}")
+    allowed = set(allow)
+    unknown = sorted(k for k in params_section if k not in _FIELDS and k not in allowed)
+    if unknown:
+        raise ConfigError(f"train.{unknown[0]}", f"unknown key; known: {', '.join(sorted(_FIELDS | allowed))}")
+    p = {k: v for k, v in params_section.items() if k in _FIELDS}
+    d = TrainConfig()
+
+    def integer(key: str, *, minimum: int = 1, allow_none: bool = False) -> int | None:
+        v = p.get(key, getattr(d, key))
+        if v is None and allow_none:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"train.{key}", f"expected an integer{' or null' if allow_none else ''}, got {v!r}")
+        if v < minimum:
+            raise ConfigError(f"train.{key}", f"must be >= {minimum}, got {v!r}")
+        return v
+
+    lr = p.get("learning_rate", d.learning_rate)
+    if isinstance(lr, str):  # YAML reads "5e-5" (no dot) as a string
+        try:
+            lr = float(lr)
+        except ValueError:
+            raise ConfigError("train.learning_rate", f"expected a number, got {lr!r}") from None
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ConfigError("train.learning_rate", f"must be a positive finite number (the paper's is 5e-5), got {lr!r}")
+    position = p.get("explanation_position", d.explanation_position)
+    if position not in POSITIONS:
+        raise ConfigError("train.explanation_position", f"must be one of {', '.join(POSITIONS)}, got {position!r}")
+    gbl = p.get("group_by_length", d.group_by_length)
+    if not isinstance(gbl, bool):
+        raise ConfigError("train.group_by_length", f"expected true or false, got {gbl!r}")
+    return TrainConfig(
+        epochs=integer("epochs"),
+        learning_rate=float(lr),
+        batch_size=integer("batch_size"),
+        grad_accum=integer("grad_accum"),
+        max_length=integer("max_length", minimum=8),
+        seed=integer("seed", minimum=0),
+        eval_steps=integer("eval_steps", allow_none=True),
+        explanation_position=position,
+        group_by_length=gbl,
+        save_total_limit=integer("save_total_limit", allow_none=True),
+        logging_steps=integer("logging_steps"),
+    )
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _dataset_cls():
+    import torch
+
+    class EncodedDataset(torch.utils.data.Dataset):
+        """Encoded examples as Trainer items: ``input_ids`` (for length grouping) and the Encoded itself."""
+
+        def __init__(self, encoded: Sequence[Encoded], *, split: str):
+            for e in encoded:  # an all-masked example would be a silent zero loss (DESIGN.md): never let one in
+                if all(t == IGNORE for t in e.labels) or all(t == IGNORE for t in e.eval_labels):
+                    raise EncodeError(f"{split}: example {e.id!r} has no supervised token; it cannot be trained on")
+            self.encoded = list(encoded)
+            self.split = split
+            self.column_names = ["input_ids", "length"]
+
+        def __len__(self) -> int:
+            return len(self.encoded)
+
+        def __getitem__(self, i: int) -> dict[str, Any]:
+            e = self.encoded[i]
+            return {"input_ids": e.input_ids, "length": len(e), "encoded": e, "split": self.split}
+
+    return EncodedDataset
+
+
+class Collator:
+    """Pads a batch with :func:`explainft.encode.collate`; keeps what the model takes and counts padding.
+
+    Training items keep their ``labels`` (the whole target); evaluation items
+    were built with ``labels = eval_labels``. Counts (training batches only):
+    batches, tokens, pad tokens, supervised tokens, per-batch padding shares.
+    """
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+        self.reset()
+
+    def reset(self) -> None:
+        self.batches = 0
+        self.tokens = 0
+        self.pad_tokens = 0
+        self.supervised = 0
+        self.shares: list[float] = []
+
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        batch = collate([it["encoded"] for it in items], self.pad_id)
+        if items[0]["split"] == "train":
+            total = batch["attention_mask"].numel()
+            pads = total - int(batch["attention_mask"].sum())
+            self.batches += 1
+            self.tokens += total
+            self.pad_tokens += pads
+            self.supervised += int((batch["labels"] != IGNORE).sum())
+            self.shares.append(pads / total)
+        return {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
+
+
+def _as_eval(encoded: Sequence[Encoded]) -> list[Encoded]:
+    return [dataclasses.replace(e, labels=list(e.eval_labels)) for e in encoded]
+
+
+# --------------------------------------------------------------------------- trainer pieces
+
+
+def _sampler_cls():
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class _EpochSeededLengthSampler(LengthGroupedSampler):
+        """LengthGroupedSampler whose order depends on (seed, epoch) only, not on the global RNG.
+
+        The stock sampler draws from the global RNG when the epoch starts; on a
+        mid-epoch resume that state differs from the uninterrupted run's, and
+        so would the batches. The Trainer calls ``set_epoch`` before each epoch.
+        """
+
+        def __init__(self, *args: Any, seed: int, **kw: Any):
+            super().__init__(*args, **kw)
+            self.seed = seed
+            self.epoch = 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = int(epoch)
+
+        def __iter__(self):
+            self.generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            return super().__iter__()
+
+    return _EpochSeededLengthSampler
+
+
+def _trainer_cls():
+    import torch
+    from transformers import Trainer
+
+    Sampler = _sampler_cls()
+
+    class ExplainTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            ds = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.train_sampling_strategy == "group_by_length":
+                return Sampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                               lengths=[len(e) for e in ds.encoded], seed=self.args.data_seed)
+            return super()._get_train_sampler(train_dataset)
+
+        def _get_eval_sampler(self, eval_dataset):
+            return torch.utils.data.SequentialSampler(eval_dataset)
+
+    return ExplainTrainer
+
+
+def _epoch_eval_callback():
+    from transformers import TrainerCallback
+
+    class EvalEveryEpoch(TrainerCallback):
+        """Evaluate at every epoch end as well as every ``eval_steps`` (the Trainer offers one or the other)."""
+
+        last_step = -1
+
+        def on_evaluate(self, args, state, control, **kw):
+            self.last_step = state.global_step
+
+        def on_epoch_end(self, args, state, control, **kw):
+            # (the step-end evaluation of the epoch's last step may already have run: once per step is enough)
+            if args.eval_strategy != "no" and self.last_step != state.global_step:
+                control.should_evaluate = True
+            return control
+
+    return EvalEveryEpoch()
+
+
+def last_checkpoint(out_dir: Path) -> Path | None:
+    """The newest complete checkpoint under ``out_dir/checkpoints`` (one with trainer_state.json), or None."""
+    ckpt_dir = Path(out_dir) / CHECKPOINTS
+    if not ckpt_dir.is_dir():
+        return None
+    found = []
+    for p in ckpt_dir.glob("checkpoint-*"):
+        try:
+            step = int(p.name.rsplit("-", 1)[1])
+        except ValueError:
+            continue
+        if (p / "trainer_state.json").is_file():
+            found.append((step, p))
+    return max(found)[1] if found else None
+
+
+def training_arguments(cfg: TrainConfig, out_dir: Path, *, n_eval: int):
+    import torch
+    from transformers import TrainingArguments
+
+    cuda = torch.cuda.is_available()
+    per_step = cfg.eval_steps is not None
+    kw: dict[str, Any] = dict(
+        output_dir=str(Path(out_dir) / CHECKPOINTS),
+        num_train_epochs=cfg.epochs,
+        learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        logging_strategy="steps",
+        logging_steps=cfg.logging_steps,
+        eval_strategy=("steps" if per_step else "epoch") if n_eval else "no",
+        save_strategy="steps" if per_step else "epoch",
+        save_total_limit=cfg.save_total_limit,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        length_column_name="length",
+        use_cpu=not cuda,
+        bf16=bool(cuda and torch.cuda.is_bf16_supported()),
+        report_to="none",
+        disable_tqdm=os.environ.get("EXPLAINFT_TQDM", "0") != "1",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        save_safetensors=True,
+    )
+    if per_step:
+        kw["eval_steps"] = cfg.eval_steps
+        kw["save_steps"] = cfg.eval_steps
+    try:
+        return TrainingArguments(**kw)
+    except TypeError:  # an argument this transformers version lacks (save_safetensors went in v5)
+        kw.pop("save_safetensors", None)
+        return TrainingArguments(**kw)
+
+
+# --------------------------------------------------------------------------- the fine-tune
+
+
+def finetune(model: Any, tokenizer: Any, train: list[Example], evals: dict[str, list[Example]], out_dir: Path,
+             cfg: TrainConfig, *, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Fine-tune ``model`` on ``train``, evaluating the score-only loss on each of ``evals``; returns the metrics.
+
+    Resumes from the newest checkpoint in ``out_dir/checkpoints`` if there is
+    one. Writes ``out_dir/model``, ``out_dir/metrics.json``, ``out_dir/live``.
+    ``callbacks`` are extra ``TrainerCallback``s (progress, tests).
+
+    metrics.json keys: ``train_loss`` (last logged training loss),
+    ``train_loss_mean`` (the Trainer's mean over this process's steps),
+    ``eval`` ({name: {"initial", "final", "per_epoch": [{"epoch", "step",
+    "loss"}], "history": [{"epoch", "step", "loss"}]}}), ``steps``,
+    ``epochs``, ``seconds`` (wall time of this call), ``train_seconds``,
+    ``steps_per_second``, ``supervised_tokens``,
+    ``supervised_tokens_per_second``, ``padding_share`` (pad / all tokens over
+    the training batches), ``padding_share_batch_mean``,
+    ``padding_share_batch_max``, ``batches``, ``resumed_from`` (checkpoint
+    step or null), ``encode`` ({split: encode_all stats}), ``config``.
+    (Counts, tokens and shares cover the batches this process trained on; a
+    resumed run counts from the checkpoint.)
+    """
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not train:
+        raise ValueError("no training examples")
+    for name, exs in evals.items():
+        if not name or not name.replace("_", "").isalnum():
+            raise ValueError(f"evaluation set name {name!r} must be alphanumeric (it becomes a metric key)")
+        if not exs:
+            raise ValueError(f"evaluation set {name!r} is empty")
+
+    Dataset = _dataset_cls()
+    enc_stats: dict[str, Any] = {}
+    train_enc, enc_stats["train"] = encode_all(tokenizer, train, cfg.max_length, cfg.explanation_position)
+    train_ds = Dataset(train_enc, split="train")
+    eval_ds = {}
+    for name, exs in evals.items():
+        enc, enc_stats[name] = encode_all(tokenizer, exs, cfg.max_length, cfg.explanation_position)
+        eval_ds[name] = Dataset(_as_eval(enc), split=name)
+
+    collator = Collator(pad_id_for(tokenizer))
+    args = training_arguments(cfg, out_dir, n_eval=len(eval_ds))
+    Trainer = _trainer_cls()
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds or None,
+                      data_collator=collator, callbacks=[_epoch_eval_callback(), *callbacks])
+
+    resume = last_checkpoint(out_dir)
+    initial_path = out_dir / INITIAL_EVAL
+    if resume is None or not initial_path.is_file():
+        initial = {name: float(trainer.evaluate(ds, metric_key_prefix=f"eval_{name}")[f"eval_{name}_loss"])
+                   for name, ds in eval_ds.items()}
+        _write_json(initial_path, initial)
+    initial = json.loads(initial_path.read_text())
+    collator.reset()
+
+    t0 = time.perf_counter()
+    out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    train_seconds = time.perf_counter() - t0
+
+    history = trainer.state.log_history
+    train_points = [(h["step"], h.get("epoch"), h["loss"]) for h in history if "loss" in h]
+    evals_out: dict[str, Any] = {}
+    for name in eval_ds:
+        key = f"eval_{name}_loss"
+        pts = [{"epoch": h.get("epoch"), "step": h["step"], "loss": h[key]} for h in history if key in h]
+        # an epoch-end evaluation is logged at an integral epoch (an eval_steps one may coincide: keep one per step)
+        per_epoch, seen = [], set()
+        for pt in pts:
+            if pt["epoch"] is not None and abs(pt["epoch"] - round(pt["epoch"])) < 1e-6 and pt["step"] not in seen:
+                seen.add(pt["step"])
+                per_epoch.append(pt)
+        evals_out[name] = {"initial": initial.get(name), "final": pts[-1]["loss"] if pts else None,
+                           "per_epoch": per_epoch, "history": pts}
+
+    _write_live(out_dir / LIVE, train_points, evals_out)
+    _save_model(trainer, tokenizer, out_dir / MODEL)
+
+    steps_here = trainer.state.global_step - (_ckpt_step(resume) if resume else 0)
+    metrics = {
+        "train_loss": train_points[-1][2] if train_points else None,
+        "train_loss_mean": float(out.training_loss),
+        "eval": evals_out,
+        "steps": trainer.state.global_step,
+        "epochs": cfg.epochs,
+        "seconds": time.perf_counter() - start,
+        "train_seconds": train_seconds,
+        "steps_per_second": steps_here / train_seconds if train_seconds > 0 else None,
+        "supervised_tokens": collator.supervised,
+        "supervised_tokens_per_second": collator.supervised / train_seconds if train_seconds > 0 else None,
+        "padding_share": collator.pad_tokens / collator.tokens if collator.tokens else 0.0,
+        "padding_share_batch_mean": sum(collator.shares) / len(collator.shares) if collator.shares else 0.0,
+        "padding_share_batch_max": max(collator.shares, default=0.0),
+        "batches": collator.batches,
+        "resumed_from": _ckpt_step(resume) if resume else None,
+        "encode": enc_stats,
+        "config": dataclasses.asdict(cfg),
+    }
+    _write_json(out_dir / METRICS, metrics)
+    return metrics
+
+
+def _ckpt_step(path: Path) -> int:
+    return int(Path(path).name.rsplit("-", 1)[1])
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _save_model(trainer: Any, tokenizer: Any, dest: Path) -> None:
+    """save_pretrained (safetensors) into a temporary folder, then rename over ``dest``."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.model.save_pretrained(str(tmp), safe_serialization=True) if _takes_safe(trainer.model) else \
+        trainer.model.save_pretrained(str(tmp))
+    if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
+        tokenizer.save_pretrained(str(tmp))
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+
+
+def _takes_safe(model: Any) -> bool:
+    import inspect
+
+    try:
+        return "safe_serialization" in inspect.signature(model.save_pretrained).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _write_live(live_dir: Path, train_points: list[tuple[int, float | None, float]],
+                evals_out: Mapping[str, Any]) -> None:
+    """The curves as dvclive plots (``plots/metrics/train/loss.tsv``, ``plots/metrics/eval/<name>/loss.tsv``)."""
+    from dvclive import Live
+
+    rows: list[tuple[int, int, str, float]] = []  # (step, order, metric, value); train before eval at one step
+    for step, _epoch, loss in train_points:
+        rows.append((step, 0, "train/loss", loss))
+    for name, ev in evals_out.items():
+        if ev["initial"] is not None:
+            rows.append((0, 1, f"eval/{name}/loss", ev["initial"]))
+        for pt in ev["history"]:
+            rows.append((pt["step"], 1, f"eval/{name}/loss", pt["loss"]))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None)
+    try:
+        for step, _order, metric, value in rows:
+            live.step = step
+            live.log_metric(metric, float(value))
+        live.make_summary()
+    finally:
+        live.end()

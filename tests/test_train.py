@@ -1,0 +1,285 @@
+"""Fine-tuning with the Trainer: score-only eval loss, whole-target train loss, dvclive, resume (explainft.train)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("dvclive")
+
+from explainft.encode import IGNORE, EncodeError, Encoded, collate, encode_all, pad_id_for  # noqa: E402
+from explainft.errors import ConfigError  # noqa: E402
+from explainft.records import Example, Turn  # noqa: E402
+from explainft.targets import student_prompt  # noqa: E402
+from explainft.train import TrainConfig, finetune, last_checkpoint, train_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD = ("Paris is in France, on the Seine.", 5, "It answers the question directly and correctly.")
+BAD = ("I like turtles and green soup.", 1, "It ignores the question entirely.")
+
+
+def example(i: int, kind=GOOD, question="Where is Paris?") -> Example:
+    response, label, expl = kind
+    return Example(id=f"d/{i}", dataset="d", dimension="on_topic",
+                   turns=(Turn("user", f"{question} (#{i})"), Turn("assistant", response)),
+                   score=(label - 1) / 4, label=label, assessment="a", confidence="c").with_target("assessment", expl)
+
+
+def examples(n: int, start: int = 0) -> list[Example]:
+    return [example(start + i, GOOD if i % 2 == 0 else BAD) for i in range(n)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread here and in the children: the tiny model's many small ops run 10-50x slower with 2
+    OpenMP threads when another process holds one of the 2 cores (spin-waits), and the same thread count in the
+    parent and the child keeps the float reductions identical for the resume comparison."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A tiny ByteLevel tokenizer and a tiny Mistral model (MEASURED.md §2), saved to a folder."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=["<s>", "</s>", "<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    corpus = [student_prompt(e) + f" {e.label}\n{e.explanation}" for e in examples(6)] * 10
+    tok.train_from_iterator(corpus, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    cfg = MistralConfig(vocab_size=len(hf_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                        sliding_window=None, bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
+                        pad_token_id=hf_tok.pad_token_id, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = MistralForCausalLM(cfg)
+    out = tmp_path_factory.mktemp("tiny")
+    model.save_pretrained(out)
+    hf_tok.save_pretrained(out)
+    return out
+
+
+def load(tiny_dir: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(tiny_dir), AutoTokenizer.from_pretrained(tiny_dir)
+
+
+def cfg(**kw) -> TrainConfig:
+    base = dict(epochs=1, learning_rate=1e-3, batch_size=4, grad_accum=1, max_length=512, seed=0, eval_steps=None,
+                logging_steps=1, save_total_limit=None)
+    base.update(kw)
+    return train_config(base)
+
+
+def score_loss_by_hand(model, tok, exs, max_length=512) -> float:
+    """Mean cross-entropy of the score token given its prefix, one unpadded example at a time."""
+    enc, _ = encode_all(tok, exs, max_length)
+    model.eval()
+    losses = []
+    with torch.no_grad():
+        for e in enc:
+            logits = model(input_ids=torch.tensor([e.input_ids])).logits[0]
+            i = e.score_index
+            losses.append(float(torch.nn.functional.cross_entropy(logits[i - 1], torch.tensor(e.input_ids[i]))))
+    return sum(losses) / len(losses)
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_config_defaults_and_paper_lr():
+    c = train_config({})
+    assert c.learning_rate == 5e-5 and c.explanation_position == "after" and c.group_by_length is True
+    assert train_config({"learning_rate": "1e-4"}).learning_rate == 1e-4  # YAML's "1e-4" is a string
+    assert train_config({"method": "lora"}, allow=["method"]) == c
+
+
+@pytest.mark.parametrize("key,value", [
+    ("epochs", 0), ("epochs", 1.5), ("epochs", True), ("learning_rate", -1), ("learning_rate", "fast"),
+    ("learning_rate", float("nan")), ("batch_size", 0), ("grad_accum", "2"), ("max_length", 4), ("seed", -1),
+    ("eval_steps", 0), ("explanation_position", "middle"), ("group_by_length", "yes"), ("save_total_limit", 0),
+    ("logging_steps", None), ("epoch", 3),
+])
+def test_config_bad_values_name_the_key(key, value):
+    with pytest.raises(ConfigError) as ei:
+        train_config({key: value})
+    assert ei.value.key == f"train.{key}"
+
+
+def test_config_rejects_non_mapping():
+    with pytest.raises(ConfigError, match="train"):
+        train_config([1, 2])
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def test_eval_loss_is_score_only_and_metrics_and_live(tiny_dir, tmp_path):
+    model, tok = load(tiny_dir)
+    train, test = examples(8), examples(6, start=100)
+    before = score_loss_by_hand(model, tok, test)
+    m = finetune(model, tok, train, {"test": test}, tmp_path, cfg(epochs=2, eval_steps=1))
+    ev = m["eval"]["test"]
+    # Trainer's eval loss at step 0 and at the end equal the hand-computed score-token cross-entropy
+    assert ev["initial"] == pytest.approx(before, abs=1e-5)
+    assert ev["final"] == pytest.approx(score_loss_by_hand(model, tok, test), abs=1e-5)
+    # evaluated every step (2 per epoch) and once per epoch end
+    assert [p["step"] for p in ev["history"]] == [1, 2, 3, 4]
+    assert [p["epoch"] for p in ev["per_epoch"]] == [1.0, 2.0]
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("train_loss", "train_loss_mean", "eval", "steps", "epochs", "seconds", "train_seconds",
+                "steps_per_second", "supervised_tokens", "supervised_tokens_per_second", "padding_share",
+                "padding_share_batch_mean", "padding_share_batch_max", "batches", "resumed_from", "encode", "config"):
+        assert key in saved, key
+    assert saved["steps"] == 4 and saved["batches"] == 4 and saved["resumed_from"] is None
+    assert 0 <= saved["padding_share"] < 0.5 and saved["supervised_tokens"] > 0
+    live = tmp_path / "live"
+    train_tsv = (live / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
+    eval_tsv = (live / "plots" / "metrics" / "eval" / "test" / "loss.tsv").read_text().splitlines()
+    assert train_tsv[0].split("\t") == ["step", "loss"] and len(train_tsv) == 1 + 4
+    assert [int(r.split("\t")[0]) for r in eval_tsv[1:]] == [0, 1, 2, 3, 4]
+    assert json.loads((live / "metrics.json").read_text())["eval"]["test"]["loss"] == pytest.approx(ev["final"])
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert (tmp_path / "model" / "tokenizer.json").is_file()
+    assert last_checkpoint(tmp_path) is not None
+
+
+def test_train_loss_covers_the_whole_target(tiny_dir, tmp_path):
+    model, tok = load(tiny_dir)
+    train = examples(4)
+    enc, _ = encode_all(tok, train, 512)
+    batch = collate(enc, pad_id_for(tok))
+    # the target is more than the score: explanation and EOS are supervised too
+    assert all(sum(t != IGNORE for t in e.labels) > 3 for e in enc)
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        labels = batch["labels"][:, 1:]
+        ce = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                               ignore_index=IGNORE)
+        score = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), batch["eval_labels"][:, 1:].reshape(-1), ignore_index=IGNORE)
+    # one batch holding the whole set: the first logged loss is computed before the first update
+    m = finetune(model, tok, train, {}, tmp_path, cfg(batch_size=4, epochs=1))
+    assert m["steps"] == 1
+    assert m["train_loss"] == pytest.approx(float(ce), abs=1e-4)
+    assert abs(float(ce) - float(score)) > 1e-3  # (it is not the score-only loss)
+    assert m["supervised_tokens"] == sum(sum(t != IGNORE for t in e.labels) for e in enc)
+
+
+def test_learnable_pattern_lowers_eval_loss(tiny_dir, tmp_path):
+    model, tok = load(tiny_dir)
+    m = finetune(model, tok, examples(16), {"test": examples(8, start=100)}, tmp_path,
+                 cfg(epochs=8, learning_rate=1e-2, logging_steps=4))
+    ev = m["eval"]["test"]
+    assert len(ev["per_epoch"]) == 8
+    print(f"learnable: eval {ev['initial']:.3f} -> {ev['final']:.3f}, {m['steps_per_second']:.1f} steps/s, "
+          f"{m['supervised_tokens_per_second']:.0f} sup tok/s, padding {m['padding_share']:.3f}")
+    assert ev["final"] < ev["initial"] - 1.0, ev
+    # ln 2 would be a perfect guess between the two labels given the pattern; the prior alone gives at most ln 2
+    assert ev["final"] < 1.5
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_unsupervised_example_never_reaches_the_trainer(tiny_dir, tmp_path):
+    from explainft import train as train_mod
+
+    model, tok = load(tiny_dir)
+    # an example that cannot fit is an error naming the example and max_length, before any training
+    with pytest.raises(EncodeError, match="max_length"):
+        finetune(model, tok, examples(2), {}, tmp_path, cfg(max_length=20))
+    assert not (tmp_path / "checkpoints").exists()
+    # an all-masked row (encode never returns one; a hand-made one) is refused by the dataset
+    enc, _ = encode_all(tok, examples(1), 512)
+    masked = Encoded(**{**enc[0].__dict__, "labels": [IGNORE] * len(enc[0])})
+    with pytest.raises(EncodeError, match="no supervised token"):
+        train_mod._dataset_cls()([masked], split="train")
+
+
+# --------------------------------------------------------------------------- resume
+
+CHILD = textwrap.dedent("""
+    import sys, time, json
+    from pathlib import Path
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    sys.path.insert(0, {tests!r})
+    from test_train import examples, cfg
+    from explainft.train import finetune
+
+    class Hang(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            if {hang}:
+                print("saved", state.global_step, flush=True)
+                time.sleep(120)
+
+    model = AutoModelForCausalLM.from_pretrained({tiny!r}); tok = AutoTokenizer.from_pretrained({tiny!r})
+    finetune(model, tok, examples(12), {{"test": examples(4, start=100)}}, Path({out!r}), cfg(**{kw!r}),
+             callbacks=[Hang()])
+""")
+RESUME_CFG = dict(epochs=2, eval_steps=2, batch_size=4, learning_rate=1e-3)  # 3 steps/epoch, checkpoint every 2
+
+
+def run_child(tiny_dir, out, hang):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1"}
+    code = CHILD.format(tests=str(ROOT / "tests"), hang=hang, tiny=str(tiny_dir), out=str(out), kw=RESUME_CFG)
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_uninterrupted(tiny_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    killed = tmp_path / "killed"
+    proc = run_child(tiny_dir, killed, hang=True)
+    deadline = time.monotonic() + 60
+    try:
+        while last_checkpoint(killed) is None:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "no checkpoint within 60 s"
+            time.sleep(0.1)
+        time.sleep(0.3)  # on_save runs after the checkpoint is complete; the child now sleeps
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert last_checkpoint(killed).name == "checkpoint-2" and not (killed / "model").exists()
+
+    resumed = run_child(tiny_dir, killed, hang=False)
+    log, _ = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, log
+    # the uninterrupted run, in this process
+    model, tok = load(tiny_dir)
+    ref = finetune(model, tok, examples(12), {"test": examples(4, start=100)}, tmp_path / "ref", cfg(**RESUME_CFG))
+
+    got = json.loads((killed / "metrics.json").read_text())
+    assert got["resumed_from"] == 2 and got["steps"] == ref["steps"] == 6
+    a = load_file(killed / "model" / "model.safetensors")
+    b = load_file(tmp_path / "ref" / "model" / "model.safetensors")
+    assert a.keys() == b.keys()
+    diff = max(float((a[k] - b[k]).abs().max()) for k in a)
+    print(f"resume: max abs weight diff {diff:g}")
+    assert diff < 1e-6, diff  # observed 0.0 on CPU (same data order, RNG states restored)
+    # the curves are whole: no step lost or duplicated across the kill
+    assert [p["step"] for p in got["eval"]["test"]["history"]] == [p["step"] for p in ref["eval"]["test"]["history"]]
+    assert got["eval"]["test"]["final"] == pytest.approx(ref["eval"]["test"]["final"], abs=1e-6)
