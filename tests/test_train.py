@@ -283,3 +283,16 @@ def test_sigkill_then_resume_matches_uninterrupted(tiny_dir, tmp_path):
     # the curves are whole: no step lost or duplicated across the kill
     assert [p["step"] for p in got["eval"]["test"]["history"]] == [p["step"] for p in ref["eval"]["test"]["history"]]
     assert got["eval"]["test"]["final"] == pytest.approx(ref["eval"]["test"]["final"], abs=1e-6)
+
+
+def test_test_split_examples_without_a_variant_are_evaluated_on_the_score_alone(tiny_dir, tmp_path):
+    """Test splits hold plain Examples (no variant): finetune scores them with the score-only target."""
+    from dataclasses import replace
+
+    model, tok = load(tiny_dir)
+    test = examples(4, start=200)
+    plain = [replace(e, variant=None, explanation=None) for e in test]
+    before = score_loss_by_hand(model, tok, test)
+    m = finetune(model, tok, examples(4), {"test": plain}, tmp_path, cfg(epochs=1))
+    # the score-token loss does not depend on what follows the score, so it equals the hand computation
+    assert m["eval"]["test"]["initial"] == pytest.approx(before, abs=1e-5)

@@ -377,6 +377,9 @@ def finetune(model: Any, tokenizer: Any, train: list[Example], evals: dict[str, 
     train_ds = Dataset(train_enc, split="train")
     eval_ds = {}
     for name, exs in evals.items():
+        # test-split examples carry no variant: the score-only target is enough, since the eval loss reads
+        # only the score token (with position "before", the loss is then conditioned on an empty explanation)
+        exs = [e if e.variant is not None else e.with_target("none", "") for e in exs]
         enc, enc_stats[name] = encode_all(tokenizer, exs, cfg.max_length, cfg.explanation_position)
         eval_ds[name] = Dataset(_as_eval(enc), split=name)
 
