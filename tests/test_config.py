@@ -128,6 +128,8 @@ def test_cli_check_and_use(tmp_path):
         (lambda p: p["annotate"]["teachers"][0].update(sampling={"temp": 0}), "annotate.teachers[0].sampling.temp"),
         (lambda p: p["annotate"]["teachers"][0]["options"].update(profile="fuzzy"),
          "annotate.teachers[lexical].options.profile"),
+        (lambda p: p["annotate"]["teachers"][2]["options"].update(colour="red"),
+         "annotate.teachers[lenient].options.colour"),
         (lambda p: p["merge"].update(score="median"), "merge.score"),
         (lambda p: p["merge"].update(score="llm"), "merge.judge"),
         (lambda p: p["merge"].update(score="llm", judge="gpt4"), "merge.judge"),
@@ -157,3 +159,20 @@ def test_variant_errors_name_the_variant_and_reason():
     with pytest.raises(ConfigError) as ei:
         check_profile(edited(lambda p: p["variants"].update(names=["none", "length_-5"])))
     assert "length_-5" in str(ei.value) and "negative" in str(ei.value)
+
+
+def test_dvc_yaml_plots_match_the_statistics_module():
+    """dvc.yaml's top-level plots and explanation_stats.dvc_plot_specs() must not drift apart."""
+    from explainft.analysis.explanation_stats import dvc_plot_specs
+
+    declared = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    as_map = {(next(iter(p)) if isinstance(p, dict) else p): (next(iter(p.values())) if isinstance(p, dict) else None)
+              for p in declared}
+    for spec in dvc_plot_specs()["plots"]:
+        if isinstance(spec, str):
+            assert spec in as_map, f"{spec} missing from dvc.yaml plots"
+            continue
+        (path, props), = spec.items()
+        assert path in as_map, f"{path} missing from dvc.yaml plots"
+        for key in ("x", "y", "template"):
+            assert as_map[path][key] == props[key], (path, key)

@@ -19,7 +19,7 @@ import abc
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterable
 
 from ..errors import ConfigError, ExplainftError
 from ..records import DIMENSIONS, Conversation
@@ -56,6 +56,20 @@ class TeacherConfig:
     model: str
     sampling: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def options_key(self) -> str:
+        """The params key of this teacher's options, for error messages."""
+        return f"annotate.teachers[{self.name}].options"
+
+    def check_option_keys(self, known: Iterable[str]) -> str:
+        """Raise ConfigError naming the first unknown option key; returns :attr:`options_key`."""
+        known = sorted(known)
+        unknown = sorted(set(self.options) - set(known))
+        if unknown:
+            raise ConfigError(f"{self.options_key}.{unknown[0]}",
+                              f"unknown option for the {self.backend} backend; known: {', '.join(known)}")
+        return self.options_key
 
     @classmethod
     def from_params(cls, raw: Any, key: str) -> "TeacherConfig":

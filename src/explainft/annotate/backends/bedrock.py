@@ -133,12 +133,8 @@ class BedrockBackend(Backend):
 
     def __init__(self, teacher: TeacherConfig):
         super().__init__(teacher)
-        prefix = f"annotate.teachers[{teacher.name}].options"
-        self._prefix = prefix
+        prefix = self._prefix = teacher.check_option_keys(OPTIONS)
         opts = teacher.options
-        unknown = sorted(set(opts) - set(OPTIONS))
-        if unknown:
-            raise ConfigError(f"{prefix}.{unknown[0]}", f"unknown option; known: {', '.join(OPTIONS)}")
         if _boto3_missing():
             raise ConfigError(f"annotate.teachers[{teacher.name}].backend",
                               "the bedrock backend needs boto3, which is not installed: pip install boto3")

@@ -226,10 +226,7 @@ class HeuristicOptions:
         def key(k: str) -> str:
             return f"annotate.teachers[{teacher.name}].options.{k}"
 
-        unknown = sorted(set(opts) - set(OPTION_KEYS))
-        if unknown:
-            raise ConfigError(key(unknown[0]),
-                              f"unknown option for the heuristic backend; known: {', '.join(OPTION_KEYS)}")
+        teacher.check_option_keys(OPTION_KEYS)
         profile = opts.get("profile", "lexical")
         if profile not in PROFILES:
             raise ConfigError(key("profile"), f"must be one of {', '.join(PROFILES)}, got {profile!r}")

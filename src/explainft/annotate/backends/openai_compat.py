@@ -136,14 +136,12 @@ class _Secret:
 
 def _options(teacher: TeacherConfig) -> dict[str, Any]:
     """Validate ``teacher.options``; returns them with defaults filled in."""
-    prefix = f"annotate.teachers[{teacher.name}].options"
+    prefix = teacher.options_key
     raw = dict(teacher.options)
     if "api_key" in raw:  # never echo the value: it is probably the key
         raise ConfigError(f"{prefix}.api_key", "never put an API key in params; export it in an environment "
                           "variable and name that variable in options.api_key_env")
-    unknown = sorted(set(raw) - OPTION_KEYS)
-    if unknown:
-        raise ConfigError(f"{prefix}.{unknown[0]}", f"unknown key; known: {', '.join(sorted(OPTION_KEYS))}")
+    teacher.check_option_keys(OPTION_KEYS)
     out = {**DEFAULTS, **raw}
 
     base_url = raw.get("base_url")

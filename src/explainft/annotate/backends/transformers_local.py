@@ -110,10 +110,7 @@ class TransformersBackend(BatchBackend):
 
     def __init__(self, teacher: TeacherConfig):
         super().__init__(teacher)
-        prefix = f"annotate.teachers[{teacher.name}].options"
-        unknown = sorted(set(teacher.options) - set(OPTIONS))
-        if unknown:
-            raise ConfigError(f"{prefix}.{unknown[0]}", f"unknown option; known: {', '.join(sorted(OPTIONS))}")
+        prefix = teacher.check_option_keys(OPTIONS)
         opts = {**OPTIONS, **teacher.options}
         gguf = opts["gguf_file"]
         if gguf is not None and (not isinstance(gguf, str) or not gguf):
