@@ -1,4 +1,4 @@
-"""The ``explainft`` command: check a profile, list the datasets, use the profiles."""
+"""The ``explainft`` command: check a profile, list the datasets, use the profiles, rate conversations."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from .cli_util import run_stage
+from .records import DIMENSIONS
 
 
 @click.group()
@@ -64,3 +65,52 @@ def use(name: str, root: str) -> None:
         click.echo(f"params.yaml <- {src}; run `dvc repro`")
 
     run_stage("use", work)
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.argument("input_path", metavar="INPUT.jsonl", type=click.Path(dir_okay=False))
+@click.argument("output_path", metavar="OUTPUT.jsonl", type=click.Path(dir_okay=False))
+@click.option("--dimension", required=True, type=click.Choice(DIMENSIONS),
+              help="the dimension to rate")
+@click.option("--base", default=None, help="base model of an adapter (default: the adapter's own, from the cwd)")
+@click.option("--max-length", default=512, show_default=True, type=click.IntRange(min=1),
+              help="the fine-tune's max_length (the same truncation as training)")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--model-name", default=None, help="the predictions' model field (default: MODEL_DIR as given)")
+def rate(model_dir: str, input_path: str, output_path: str, dimension: str, base: str | None, max_length: int,
+         batch_size: int, model_name: str | None) -> None:
+    """Rate the last assistant turn of each conversation in INPUT.jsonl with a rater in MODEL_DIR.
+
+    MODEL_DIR is a fine-tune's model/ folder (a peft adapter or a full model)
+    or an untuned student folder. Writes one Prediction per conversation to
+    OUTPUT.jsonl (test_set = the input's file name stem, target null) with the
+    expected score and the five score probabilities.
+    """
+
+    def work() -> None:
+        import sys
+
+        from .records import Conversation, read_jsonl, write_jsonl
+        from .scoring import ScoringError, example_for, load_rater, predictions, score_examples
+
+        test_set = Path(input_path).stem
+        if not Path(input_path).is_file():
+            raise click.ClickException(f"rate: {input_path}: no such file")
+        examples = [example_for(c, dimension) for c in read_jsonl(input_path, Conversation)]
+        if not examples:  # before loading the model
+            raise ScoringError(f"test set {test_set!r} is empty: {input_path} holds no conversations")
+        model, tok = load_rater(model_dir, base=base)
+        scored = score_examples(model, tok, examples, max_length=max_length, batch_size=batch_size,
+                                test_set=test_set, progress=sys.stderr.isatty())
+        name = model_name or Path(model_dir).as_posix()
+        n = write_jsonl(output_path, predictions(examples, scored, name, test_set, with_target=False))
+        mean = sum(s.expected for s in scored) / n
+        mass = sum(s.mass for s in scored) / n
+        counts = " ".join(f"{k}:{sum(s.argmax == k for s in scored)}" for k in range(1, 6))
+        truncated = sum(s.truncated for s in scored)
+        click.echo(f"rate: {n} conversations of {test_set} on {dimension} by {name} -> {output_path} "
+                   f"(mean expected {mean:.4f}; argmax {counts}; mean score-token mass {mass:.4f}; "
+                   f"truncated {truncated})")
+
+    run_stage("rate", work)

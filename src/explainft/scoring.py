@@ -1,0 +1,425 @@
+"""Expected-score prediction in one forward pass (DESIGN.md, "Training target", last paragraph).
+
+A fine-tuned student is asked for the score the way it was trained to give
+it: each example is encoded exactly as training encodes it
+(:func:`explainft.encode.encode_example`, same ``max_length``, so the same
+truncation), with the score-only target (``ex.with_target("none", "")``;
+test-split examples have no variant, and a reference explanation must not
+influence a prediction: it could only change how much of the conversation is
+truncated). The model reads ``input_ids[:score_index]``: the prompt, any
+BOS, and whatever target tokens precede the digit (a SentencePiece-style
+tokenizer splits ``" 4"`` into ``"▁"`` and ``"4"``; the space token is part
+of the prefix, as it was in training). The next-token distribution at the
+last prefix position is read once; no ``generate``, no parsing of text.
+
+From that distribution (a softmax over the full vocabulary):
+
+* ``probs`` = the probabilities of the five score tokens (labels 1..5),
+  renormalised to sum to 1;
+* ``mass`` = their share of the full-vocabulary probability before
+  renormalising (a diagnostic: a well-trained rater puts nearly all its
+  mass on them; an untuned one may not);
+* ``expected`` = ``(Σ k·p_k − 1) / 4`` in [0, 1] (the pipeline's normalised
+  scale), ``argmax`` = the k with the largest ``p_k`` (the lower k on a tie).
+
+The score-token ids are found in context, by character offsets
+(:func:`explainft.encode.score_token_ids` on the first example), never by
+matching template strings; every example's own score token is checked
+against them, and the first example's prefix is checked to be the same for
+all five labels (so the placeholder label of an unlabelled conversation
+cannot change what the model reads: a tokenizer that merges " 1" and " 5"
+with their space but splits " 2" into a space and "2" puts the five behind
+different prefixes, and is refused with an :class:`EncodeError` naming the
+tokens). A tokenizer that has no single token
+for a score digit, because it merges the digit with a neighbour (``" 4\\n"``,
+``":4"``, ``"45"``), cannot be scored in one pass: the
+:class:`~explainft.encode.EncodeError` that encoding raises names the example
+and the merged token; use a tokenizer that splits digits, or another target
+layout. The "before" layout (explanation, then score) cannot be scored in one
+pass either (the score follows a generated rationale): :class:`ScoringError`.
+
+Batching: examples are sorted by prefix length (longest first), right-padded
+(``pad_id_for``) with an attention mask, and the results are returned in
+input order; padding changes nothing (tests check batch size 1 against 8 to
+1e-5). The LM head is applied to one position per row only: the model runs
+with ``output_hidden_states=True, logits_to_keep=1``, the final-normalised
+last hidden state (``hidden_states[-1]`` in transformers 5) is taken at each
+row's last prefix position, and the output embedding is applied to those
+rows, so no batch × length × vocabulary tensor is made. Each batch checks
+this against the model's own logits for its longest row (which ``logits_to_keep=1``
+returns for free: that row has no padding); a model family whose last hidden
+state is not the one its head reads (final soft-capping, a non-final norm)
+fails the check, and scoring falls back, with a warning, to one unpadded
+forward pass per example.
+
+Functions
+---------
+``score_examples(model, tokenizer, examples, *, max_length, batch_size=32, position="after", test_set=None,
+progress=False) -> list[ScoredItem]``
+``predictions(examples, scored, model_name, test_set, *, with_target=True) -> list[Prediction]``
+``example_for(conversation, dimension) -> Example`` (an unlabelled conversation, ready to score)
+``load_rater(path, *, base=None, device="auto", dtype="auto") -> (model, tokenizer)``
+
+Heavy imports (torch, transformers, peft) happen inside the functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from .encode import POSITIONS, Encoded, EncodeError, encode_example, pad_id_for, score_token_ids
+from .errors import ExplainftError
+from .records import Conversation, Example, Prediction
+
+LABELS = (1, 2, 3, 4, 5)
+# placeholders for an unlabelled conversation: the prefix ends before the digit, so they never reach the model
+_PLACEHOLDER_SCORE = 0.5
+_PLACEHOLDER_LABEL = 3
+
+
+class ScoringError(ExplainftError, ValueError):
+    """A set of examples cannot be scored as asked (names the test set, the example id or the setting)."""
+
+
+class RaterNotFound(ExplainftError, FileNotFoundError):
+    """A rater folder (or the base model its adapter names) is missing or holds no model."""
+
+
+@dataclass(frozen=True)
+class ScoredItem:
+    """One example's score distribution (see the module docstring)."""
+
+    id: str
+    probs: tuple[float, float, float, float, float]
+    expected: float
+    argmax: int
+    mass: float
+    n_tokens: int  # prefix length read by the model
+    truncated: bool
+
+
+# --------------------------------------------------------------------------- checks and encoding
+
+
+def _check_set(examples: Sequence[Example], test_set: str | None) -> None:
+    name = f"test set {test_set!r}" if test_set else "the example list"
+    if not examples:
+        raise ScoringError(f"{name} is empty: nothing to score (check the split file)")
+    first = examples[0]
+    seen: set[str] = set()
+    for ex in examples:
+        if ex.dimension != first.dimension:
+            raise ScoringError(f"{name}: example {ex.id!r} is rated on {ex.dimension}, but {first.id!r} (the first) "
+                               f"on {first.dimension}; score one dimension at a time")
+        if ex.id in seen:
+            raise ScoringError(f"{name}: example id {ex.id!r} occurs twice; predictions are joined by id")
+        seen.add(ex.id)
+
+
+def _check_position(position: str) -> None:
+    if position not in POSITIONS:
+        raise ValueError(f"unknown explanation position {position!r}; known: {', '.join(POSITIONS)}")
+    if position != "after":
+        raise ScoringError(
+            f"position {position!r}: the score follows the explanation, so it cannot be read in one forward pass "
+            "(it would need the model's own generated rationale first); score models trained with position "
+            "'after', or evaluate this one by its score-token loss under teacher forcing (train.py)")
+
+
+def _score_ids(tokenizer: Any, example: Example, max_length: int) -> tuple[int, ...]:
+    """The five score-token ids in context, after checking that all five follow the same prefix."""
+    ids = score_token_ids(tokenizer, example, max_length)
+    encs = [encode_example(tokenizer, dataclasses.replace(example, label=k), max_length) for k in LABELS]
+    prefixes = {tuple(e.input_ids[: e.score_index]) for e in encs}
+    if len(prefixes) != 1:
+        # e.g. a small ByteLevel BPE that learned " 1" and " 5" (from "a scale of 1 to 5") but not " 2".." 4"
+        how = "; ".join(f"label {k}: token {tokenizer.convert_ids_to_tokens(e.score_token_id)!r} after "
+                        f"{e.score_index} tokens" for k, e in zip(LABELS, encs))
+        raise EncodeError(
+            f"example {example.id!r}: the five score digits are not tokenised alike ({how}); one forward pass "
+            "reads one next-token distribution, so all five must follow the same prefix: use a tokenizer that "
+            "tokenises ' 1'..' 5' alike (each merged with its space, or each split from it)")
+    return ids
+
+
+def _encode(tokenizer: Any, examples: Sequence[Example], max_length: int) -> tuple[list[Encoded], tuple[int, ...]]:
+    plain = [ex.with_target("none", "") for ex in examples]
+    ids = _score_ids(tokenizer, plain[0], max_length)
+    encoded = []
+    for ex in plain:
+        e = encode_example(tokenizer, ex, max_length)
+        if e.score_token_id != ids[ex.label - 1]:
+            raise EncodeError(
+                f"example {ex.id!r}: its score token (id {e.score_token_id}) is not the one the first example "
+                f"gives label {ex.label} (id {ids[ex.label - 1]}); the tokenizer splits the digit differently "
+                "in different contexts, so the five score tokens are not well defined")
+        if e.score_index < 1:
+            raise EncodeError(f"example {ex.id!r}: the score token is the first token; there is no prefix to read")
+        encoded.append(e)
+    return encoded, ids
+
+
+# --------------------------------------------------------------------------- the forward pass
+
+
+def _device_of(model: Any) -> Any:
+    import torch
+
+    try:
+        return next(model.parameters()).device
+    except StopIteration:  # pragma: no cover - a model without parameters
+        return torch.device("cpu")
+
+
+def _head(model: Any) -> Any:
+    m = getattr(model, "module", model)  # DDP-wrapped
+    head = m.get_output_embeddings()
+    if head is None:
+        raise ScoringError(f"{type(m).__name__} has no output embeddings (LM head); a causal LM is needed")
+    return head
+
+
+def _close(a: Any, b: Any) -> bool:
+    """Whether two logit rows agree (fp32: to 1e-3 of their scale; half precision: to 3e-2)."""
+    import torch
+
+    rel = 1e-3 if a.dtype == torch.float32 and b.dtype == torch.float32 else 3e-2
+    a, b = a.float(), b.float()
+    scale = max(1.0, float(b.abs().max()))
+    return bool(torch.isfinite(a).all()) and float((a - b).abs().max()) <= rel * scale
+
+
+def _batch_logits(model: Any, rows: list[list[int]], pad_id: int, state: dict[str, Any]) -> Any:
+    """Next-token logits (n_rows × vocab, float32) at the end of each row; rows sorted longest first."""
+    import torch
+
+    device = _device_of(model)
+    lengths = [len(r) for r in rows]
+    width = lengths[0]
+    assert width == max(lengths), "rows must be sorted longest first"
+    if state.get("fallback"):
+        return _row_by_row(model, rows, device)
+    input_ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in rows], dtype=torch.long, device=device)
+    mask = torch.tensor([[1] * n + [0] * (width - n) for n in lengths], dtype=torch.long, device=device)
+    out = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True, logits_to_keep=1,
+                use_cache=False)
+    last = torch.tensor(lengths, device=device) - 1
+    hidden = out.hidden_states[-1][torch.arange(len(rows), device=device), last]
+    logits = _head(model)(hidden).float()
+    # the longest row has no padding: the model's own logit at its end is the one the head trick must give
+    if not _close(logits[0], out.logits[0, -1]):
+        warnings.warn(f"{type(getattr(model, 'module', model)).__name__}: applying the LM head to the last hidden "
+                      "state does not reproduce the model's logits (a final soft-cap or a non-final norm?); "
+                      "scoring one unpadded example per forward pass instead (slower)", RuntimeWarning, stacklevel=3)
+        state["fallback"] = True
+        return _row_by_row(model, rows, device)
+    return logits
+
+
+def _row_by_row(model: Any, rows: list[list[int]], device: Any) -> Any:
+    import torch
+
+    out = [model(input_ids=torch.tensor([r], dtype=torch.long, device=device), logits_to_keep=1,
+                 use_cache=False).logits[0, -1].float() for r in rows]
+    return torch.stack(out)
+
+
+def _distribution(logits: Any, ids: tuple[int, ...]) -> tuple[Any, Any]:
+    """(renormalised five-way probabilities, share of the full-vocabulary mass on the five), float64 numpy."""
+    import torch
+
+    lse_all = torch.logsumexp(logits, dim=-1)
+    five = logits[:, list(ids)]
+    lse_five = torch.logsumexp(five, dim=-1)
+    probs = torch.softmax(five.double(), dim=-1)
+    mass = torch.exp((lse_five - lse_all).double()).clamp(max=1.0)
+    return probs.cpu().numpy(), mass.cpu().numpy()
+
+
+def _item(e: Encoded, probs: Any, mass: float) -> ScoredItem:
+    p = tuple(float(x) for x in probs)
+    e_1to5 = math.fsum(k * pk for k, pk in zip(LABELS, p))
+    expected = min(1.0, max(0.0, (e_1to5 - 1.0) / 4.0))
+    argmax = LABELS[max(range(5), key=lambda i: (p[i], -i))]
+    return ScoredItem(id=e.id, probs=p, expected=expected, argmax=argmax, mass=float(mass),  # type: ignore[arg-type]
+                      n_tokens=e.score_index, truncated=e.truncated)
+
+
+def score_examples(model: Any, tokenizer: Any, examples: Sequence[Example], *, max_length: int, batch_size: int = 32,
+                   position: str = "after", test_set: str | None = None, progress: bool = False) -> list[ScoredItem]:
+    """Score each example in one forward pass per batch; results in input order (see the module docstring).
+
+    ``test_set`` only names the set in error messages. ``progress`` shows a tqdm bar.
+    """
+    import torch
+
+    _check_position(position)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    examples = list(examples)
+    _check_set(examples, test_set)
+    encoded, ids = _encode(tokenizer, examples, max_length)
+    pad_id = pad_id_for(tokenizer)
+
+    order = sorted(range(len(encoded)), key=lambda i: (-encoded[i].score_index, i))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    results: list[ScoredItem | None] = [None] * len(encoded)
+    state: dict[str, Any] = {}
+    was_training = bool(getattr(model, "training", False))
+    model.eval()
+    try:
+        it: Any = batches
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(batches, desc=f"scoring {test_set or ''}".strip(), unit="batch")
+        with torch.inference_mode():
+            for batch in it:
+                rows = [encoded[i].input_ids[: encoded[i].score_index] for i in batch]
+                probs, mass = _distribution(_batch_logits(model, rows, pad_id, state), ids)
+                for j, i in enumerate(batch):
+                    results[i] = _item(encoded[i], probs[j], mass[j])
+    finally:
+        if was_training:
+            model.train()
+    return results  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- records
+
+
+def predictions(examples: Sequence[Example], scored: Sequence[ScoredItem], model_name: str, test_set: str, *,
+                with_target: bool = True) -> list[Prediction]:
+    """Prediction records (``target`` = the example's score, or null when ``with_target`` is false)."""
+    examples, scored = list(examples), list(scored)
+    if not examples:
+        raise ScoringError(f"test set {test_set!r} is empty: no predictions to write")
+    if len(examples) != len(scored):
+        raise ScoringError(f"test set {test_set!r}: {len(examples)} examples but {len(scored)} scored items")
+    out = []
+    for ex, s in zip(examples, scored):
+        if ex.id != s.id:
+            raise ScoringError(f"test set {test_set!r}: scored item {s.id!r} is paired with example {ex.id!r}; "
+                               "pass the scores in the examples' order")
+        out.append(Prediction(id=ex.id, model=model_name, test_set=test_set, dimension=ex.dimension,
+                              probs=s.probs, expected=s.expected, argmax=s.argmax,
+                              target=ex.score if with_target else None))
+    return out
+
+
+def example_for(conversation: Conversation, dimension: str) -> Example:
+    """An Example of an unlabelled conversation on ``dimension`` (placeholder score and label; see below).
+
+    The placeholders never reach the model: the scored prefix ends before the
+    score digit, and :func:`score_examples` checks that it is the same for
+    every label.
+    """
+    return Example(id=conversation.id, dataset=conversation.dataset, dimension=dimension, turns=conversation.turns,
+                   score=_PLACEHOLDER_SCORE, label=_PLACEHOLDER_LABEL, assessment="", confidence="",
+                   context=conversation.context)
+
+
+# --------------------------------------------------------------------------- loading a rater
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ScoringError(f"device {device!r} asked for but CUDA is not available; use auto or cpu")
+    return device
+
+
+def _dtype(dtype: str, device: str) -> Any:
+    import torch
+
+    names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if dtype not in names:
+        raise ScoringError(f"dtype {dtype!r} is not one of auto, {', '.join(names)}")
+    return names[dtype]
+
+
+def _has_tokenizer(folder: Path) -> bool:
+    return any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
+
+
+def _base_folder(adapter: Path, base: str | None) -> str:
+    """The base model an adapter applies to: ``base``, else its adapter_config's, relative to the current directory."""
+    cfg_path = adapter / "adapter_config.json"
+    if base is None:
+        try:
+            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise RaterNotFound(f"{cfg_path}: cannot read the adapter config ({e})") from None
+        base = cfg.get("base_model_name_or_path")
+        if not base:
+            raise RaterNotFound(f"{cfg_path} names no base_model_name_or_path; pass the base model with --base")
+        source = f"named by {cfg_path}"
+    else:
+        source = "given as base"
+    candidate = Path(os.path.expanduser(str(base)))
+    if candidate.is_dir():
+        if not (candidate / "config.json").is_file():
+            raise RaterNotFound(f"base model {str(candidate)!r} ({source}) has no config.json")
+        return str(candidate)
+    looks_like_path = str(base).startswith((".", "/", "~")) or candidate.is_absolute() or str(base).count("/") > 1
+    if looks_like_path:
+        raise RaterNotFound(f"base model {str(base)!r} ({source}) not found (relative paths are read from "
+                            f"{Path.cwd()}); run from the project root or pass --base PATH")
+    return str(base)  # maybe a Hub id; loading says if it is not
+
+
+def load_rater(path: str | Path, *, base: str | None = None, device: str = "auto", dtype: str = "auto"):
+    """Load a rater for inference: ``(model, tokenizer)``, eval mode, fp32 on CPU (bf16 on CUDA with ``auto``).
+
+    ``path`` holds either a full model (``config.json``) or a peft adapter
+    (``adapter_config.json``; the base is ``base`` if given, else the
+    adapter's ``base_model_name_or_path``, relative paths read from the
+    current directory). The tokenizer is the folder's own when it has one,
+    else the base's. A missing folder or base is :class:`RaterNotFound`
+    (a ``FileNotFoundError``) naming the path.
+    """
+    import torch  # noqa: F401  (fail early if torch is missing)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(os.path.expanduser(str(path)))
+    if not folder.is_dir():
+        raise RaterNotFound(f"rater {str(path)!r}: no such folder")
+    is_adapter = (folder / "adapter_config.json").is_file()
+    if not is_adapter and not (folder / "config.json").is_file():
+        raise RaterNotFound(f"rater {str(path)!r} holds neither a model (config.json) nor a peft adapter "
+                            "(adapter_config.json); point at a fine-tune's model/ folder or a student folder")
+    dev = _resolve_device(device)
+    kwargs = {"dtype": _dtype(dtype, dev)}
+    model_src = _base_folder(folder, base) if is_adapter else str(folder)
+    tok_src = str(folder) if _has_tokenizer(folder) else model_src
+    try:
+        tok = AutoTokenizer.from_pretrained(tok_src)
+        model = AutoModelForCausalLM.from_pretrained(model_src, **kwargs)
+    except Exception as e:  # OSError, ValueError, the Hub's errors: all mean "cannot load this"
+        if isinstance(e, ExplainftError):
+            raise
+        first = str(e).splitlines()[0] if str(e) else ""
+        if is_adapter:
+            raise RaterNotFound(f"cannot load the base model {model_src!r} of adapter {str(path)!r} "
+                                f"({type(e).__name__}: {first}); it is neither a model folder under {Path.cwd()} "
+                                "nor a loadable Hub id: run from the project root or pass --base PATH") from None
+        raise RaterNotFound(f"cannot load rater {str(path)!r} ({type(e).__name__}: {first})") from None
+    if is_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
+    model.to(dev)
+    model.eval()
+    return model, tok
