@@ -67,6 +67,12 @@ def project(tmp_path: Path) -> Path:
     params["split"].update(train=3, test=2)  # the Cornell fixture has 5 conversations
     params["variants"]["names"] = ["none", "assessment", "length_5", "shuffle"]
     params["stats"] = {"tokenizer": "inputs/tokenizer", "context_limit": 512}
+    # a very small student and grid: the stages run, the numbers are not the point here
+    params["student"] = {"tiny": {"seed": 0, "vocab_size": 600, "hidden": 32, "layers": 1, "heads": 2, "kv_heads": 1,
+                                  "intermediate": 64, "max_positions": 1024},
+                         "pretrain": {"steps": 3, "lr": 2.0e-3, "batch_size": 4, "seq_len": 64, "seed": 0}}
+    params["train"].update(sets=["mixed"], dimensions=["on_topic"], variants=["none", "assessment"], epochs=1,
+                           batch_size=4, logging_steps=1)
     make_tokenizer(proj / "inputs" / "tokenizer")
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], proj)
@@ -86,7 +92,8 @@ def set_param(proj: Path, path: list[str], value) -> None:
 
 DATASETS = ("chatterbot", "chatterbot_perturbed", "cornell_movie_dialogs")
 PER_DATASET = ("download", "prepare", "annotate", "merge")
-GLOBAL = {"split", "variants", "explanation_stats"}
+FINETUNES = {"finetune@mixed-on_topic-none-0", "finetune@mixed-on_topic-assessment-0"}
+GLOBAL = {"split", "variants", "explanation_stats", "student"} | FINETUNES
 ALL = {f"{s}@{d}" for s in PER_DATASET for d in DATASETS} | {"golden"} | GLOBAL
 
 
@@ -133,6 +140,20 @@ def test_repro_skip_and_partial_rerun(project: Path):
         assert len(rows) == 3 and all(r["variant"] == variant for r in rows)
     assert (project / "plots/explanations/token_lengths.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((project / "metrics/explanations.json").read_text())["context_limit"] == 512
+    assert json.loads((project / "models/student/STUDENT.json").read_text()) == {"student": "tiny"}
+    for variant in ("none", "assessment"):
+        tm = json.loads((project / f"metrics/train/mixed/on_topic/{variant}/seed_0.json").read_text())
+        assert (tm["set"], tm["dimension"], tm["variant"], tm["n_train"], tm["n_test"]) == ("mixed", "on_topic",
+                                                                                          variant, 3, 2)
+        assert tm["steps"] == 1 and tm["test_loss_final"] > 0
+        cell = project / "models/finetuned/mixed/on_topic" / variant / "seed_0"
+        assert (cell / "model" / "model.safetensors").is_file() and (cell / "model" / "trainer_state.json").is_file()
+        assert not list((cell / "checkpoints").glob("checkpoint-*"))  # removed after success; RUN.json stays
+        assert (cell / "checkpoints" / "RUN.json").is_file()
+        curve = project / f"plots/train/mixed/on_topic/{variant}/seed_0/plots/metrics/eval/test/loss.tsv"
+        assert curve.read_text().splitlines()[0] == "step\tloss"
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert lock["stages"]["finetune@mixed-on_topic-none-0"]["params"]["params.yaml"]["train"]["epochs"] == 1
 
     # one dataset's option: only that dataset's stages rerun
     set_param(project, ["sources", "chatterbot_perturbed", "options", "keep_share"], 0.5)

@@ -97,13 +97,18 @@ def test_pretrain_rejects_seq_len_beyond_positions(tmp_path):
 def test_resolve_student(tmp_path, tiny):
     with pytest.raises(ConfigError) as e:
         resolve_student("tiny", tmp_path)
-    assert e.value.key == "train.student" and "dvc repro student_tiny" in str(e.value)
-    with pytest.raises(ConfigError, match="dvc repro student_smollm2"):
+    assert e.value.key == "train.student" and "dvc repro student" in str(e.value)
+    with pytest.raises(ConfigError, match="dvc repro student"):
         resolve_student("smollm2", tmp_path)
 
-    shutil.copytree(tiny, tmp_path / "models" / "tiny")
-    assert resolve_student("tiny", tmp_path) == str(tmp_path / "models" / "tiny")
-    assert resolve_student("models/tiny", tmp_path) == str(tmp_path / "models" / "tiny")  # relative to root
+    shutil.copytree(tiny, tmp_path / "models" / "student")
+    with pytest.raises(ConfigError, match="has no built model"):  # no STUDENT.json: not known to be the tiny one
+        resolve_student("tiny", tmp_path)
+    (tmp_path / "models" / "student" / "STUDENT.json").write_text('{"student": "tiny"}')
+    assert resolve_student("tiny", tmp_path) == str(tmp_path / "models" / "student")
+    with pytest.raises(ConfigError, match="holds 'tiny'.*dvc repro student"):  # params switched, stage not rerun
+        resolve_student("smollm2", tmp_path)
+    assert resolve_student("models/student", tmp_path) == str(tmp_path / "models" / "student")  # relative to root
     assert resolve_student(str(tiny), tmp_path) == str(tiny)
     assert resolve_student("mistralai/Mistral-7B-v0.1", tmp_path) == "mistralai/Mistral-7B-v0.1"
     assert resolve_student("gpt2", tmp_path) == "gpt2"

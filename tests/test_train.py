@@ -15,7 +15,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-pytest.importorskip("dvclive")
 
 from explainft.encode import IGNORE, EncodeError, Encoded, collate, encode_all, pad_id_for  # noqa: E402
 from explainft.errors import ConfigError  # noqa: E402
@@ -296,3 +295,55 @@ def test_test_split_examples_without_a_variant_are_evaluated_on_the_score_alone(
     m = finetune(model, tok, examples(4), {"test": plain}, tmp_path, cfg(epochs=1))
     # the score-token loss does not depend on what follows the score, so it equals the hand computation
     assert m["eval"]["test"]["initial"] == pytest.approx(before, abs=1e-5)
+
+
+def test_selected_token_loss_equals_the_models_own_loss(tiny_dir):
+    """The LM head applied to supervised positions only gives the stock causal-LM loss (train and eval labels)."""
+    from explainft.train import selected_token_loss
+
+    model, tok = load(tiny_dir)
+    enc, _ = encode_all(tok, examples(5), 512)
+    batch = collate(enc, pad_id_for(tok))
+    for labels in (batch["labels"], batch["eval_labels"]):
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "labels": labels}
+        total, n = selected_token_loss(model, inputs)
+        ref = model(**inputs).loss
+        assert int(n) == int((labels[:, 1:] != IGNORE).sum())
+        assert float(total / n) == pytest.approx(float(ref), rel=1e-5)
+    # gradients flow to the body and the head
+    total, n = selected_token_loss(model, {**batch})
+    (total / n).backward()
+    assert model.lm_head.weight.grad is not None and model.model.layers[0].mlp.up_proj.weight.grad is not None
+
+
+def test_a_model_whose_hidden_states_are_not_final_falls_back_to_the_stock_loss(tiny_dir, tmp_path, monkeypatch):
+    """If the selected-token loss disagrees with the model's own on the first batch, training uses the stock loss."""
+    import explainft.train as tr
+
+    real = tr.selected_token_loss
+    monkeypatch.setattr(tr, "selected_token_loss", lambda m, i: (lambda t, n: (t * 1.5, n))(*real(m, i)))
+    model, tok = load(tiny_dir)
+    with pytest.warns(RuntimeWarning, match="differs from the model's own"):
+        m = finetune(model, tok, examples(4), {"test": examples(2, start=50)}, tmp_path, cfg(epochs=1))
+    assert m["train_loss"] is not None and m["eval"]["test"]["final"] is not None
+
+
+def test_checkpoints_of_another_run_are_not_resumed(tiny_dir, tmp_path):
+    model, tok = load(tiny_dir)
+    c = cfg(epochs=1, batch_size=2)
+    m1 = finetune(model, tok, examples(4), {"test": examples(2, start=50)}, tmp_path, c, fingerprint={"lr": 1})
+    assert m1["resumed_from"] is None and last_checkpoint(tmp_path) is not None
+    assert json.loads((tmp_path / "checkpoints" / "RUN.json").read_text()) == {"lr": 1}
+    # same fingerprint: resumes from the finished run's last checkpoint (nothing left to train)
+    model, tok = load(tiny_dir)
+    m2 = finetune(model, tok, examples(4), {"test": examples(2, start=50)}, tmp_path, c, fingerprint={"lr": 1})
+    assert m2["resumed_from"] == m1["steps"]
+    # another fingerprint: the old checkpoints are deleted and the run starts from step 0
+    model, tok = load(tiny_dir)
+    m3 = finetune(model, tok, examples(4), {"test": examples(2, start=50)}, tmp_path, c, fingerprint={"lr": 2},
+                  keep_checkpoints=False)
+    assert m3["resumed_from"] is None and m3["steps"] == m1["steps"]
+    assert last_checkpoint(tmp_path) is None  # removed after success
+    assert json.loads((tmp_path / "checkpoints" / "RUN.json").read_text()) == {"lr": 2}
+    assert (tmp_path / "checkpoints" / "initial_eval.json").is_file()
+    assert (tmp_path / "model" / "trainer_state.json").is_file()

@@ -16,7 +16,8 @@ import yaml
 from .errors import ConfigError
 
 # Sections a profile may hold. Later stages add theirs here.
-SECTIONS = ("profile", "data", "sources", "annotate", "merge", "golden", "split", "variants", "stats")
+SECTIONS = ("profile", "data", "sources", "annotate", "merge", "golden", "split", "variants", "stats", "student",
+            "train")
 DATA_KEYS = {"datasets", "per_dataset", "seed", "on_error"}
 SOURCE_KEYS = {"fetch", "options"}
 
@@ -296,6 +297,142 @@ def stats_config(params: dict[str, Any]) -> tuple[str, str | None, int]:
     return tok, gguf, _int(sec.get("context_limit"), "stats.context_limit", positive=True)
 
 
+# --------------------------------------------------------------------------- student, train
+
+STUDENT_KEYS = {"tiny", "pretrain"}
+TINY_KEYS = {"seed", "vocab_size", "hidden", "layers", "heads", "kv_heads", "intermediate", "max_positions"}
+PRETRAIN_KEYS = {"steps", "lr", "batch_size", "seq_len", "seed"}
+# keys of the train section read here; the rest are TrainConfig fields (explainft.train.train_config)
+TRAIN_OWN_KEYS = {"student", "sets", "dimensions", "variants", "seeds", "method", "quantization", "lora", "gradient_checkpointing", "num_processes",
+                  "accelerate_config", "device"}
+
+
+@dataclass(frozen=True)
+class StudentBuild:
+    """How ``train.student: tiny`` is built (``student.tiny``) and pretrained (``student.pretrain``)."""
+
+    tiny: dict[str, int]
+    pretrain: dict[str, Any]
+
+
+def student_build_config(params: dict[str, Any]) -> StudentBuild:
+    sec = params.get("student") or {}
+    if not isinstance(sec, dict):
+        raise ConfigError("student", "must be a mapping with tiny: and pretrain:")
+    unknown = sorted(set(sec) - STUDENT_KEYS)
+    if unknown:
+        raise ConfigError(f"student.{unknown[0]}", f"unknown key; known: {', '.join(sorted(STUDENT_KEYS))}")
+    out: dict[str, dict[str, Any]] = {}
+    for name, keys in (("tiny", TINY_KEYS), ("pretrain", PRETRAIN_KEYS)):
+        sub = sec.get(name) or {}
+        if not isinstance(sub, dict):
+            raise ConfigError(f"student.{name}", "must be a mapping")
+        bad = sorted(set(sub) - keys)
+        if bad:
+            raise ConfigError(f"student.{name}.{bad[0]}", f"unknown key; known: {', '.join(sorted(keys))}")
+        vals: dict[str, Any] = {}
+        for k, v in sub.items():
+            if name == "pretrain" and k == "lr":
+                v = _float(v, "student.pretrain.lr")
+            else:
+                v = _int(v, f"student.{name}.{k}", positive=(k != "seed"))
+            vals[k] = v
+        out[name] = vals
+    return StudentBuild(tiny=out["tiny"], pretrain=out["pretrain"])
+
+
+def _float(value: Any, key: str) -> float:
+    if isinstance(value, str):  # YAML reads 5e-5 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(key, f"expected a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
+        raise ConfigError(key, f"must be a positive number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """The ``train`` section: the student, the grid's training sets, the method and the TrainConfig."""
+
+    student: str
+    sets: tuple[str, ...]
+    dimensions: tuple[str, ...]
+    variants: tuple[str, ...]
+    seeds: tuple[int, ...]
+    method: str
+    quantization: str
+    lora: dict[str, Any] | None
+    gradient_checkpointing: bool
+    num_processes: int
+    accelerate_config: str | None
+    device: str
+    train: Any  # explainft.train.TrainConfig
+
+
+def finetune_config(params: dict[str, Any]) -> FinetuneConfig:
+    """Check the ``train`` section (every key; the sets against the split sets) before any training."""
+    from .students import METHODS, QUANTIZATIONS
+    from .train import train_config
+
+    sec = params.get("train")
+    if not isinstance(sec, dict):
+        raise ConfigError("train", "section missing or not a mapping")
+    if "seed" in sec:
+        raise ConfigError("train.seed", "use train.seeds, a list (one fine-tune per seed; results are averaged "
+                                        "and intervals cover seed variance), e.g. seeds: [0]")
+    tc = train_config(sec, allow=TRAIN_OWN_KEYS)
+    seeds = sec.get("seeds", [0])
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in seeds)):
+        raise ConfigError("train.seeds", f"must be a non-empty list of non-negative integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError("train.seeds", "lists a seed twice")
+    student = sec.get("student")
+    if not isinstance(student, str) or not student.strip():
+        raise ConfigError("train.student", "must name the student: tiny, smollm2, a local model folder or a Hub id")
+    from .pipeline import split_sets
+
+    known = tuple(split_sets(params))
+    sets = _str_list(sec.get("sets"), "train.sets", known)
+    all_dims = annotate_config(params, deep=False).dimensions
+    dims = _str_list(sec.get("dimensions", list(all_dims)), "train.dimensions", tuple(all_dims))
+    all_variants = variants_config(params)[0]
+    variants = _str_list(sec.get("variants", list(all_variants)), "train.variants", tuple(all_variants))
+    method = sec.get("method", "lora")
+    if method not in METHODS:
+        raise ConfigError("train.method", f"must be one of {', '.join(METHODS)}, got {method!r}")
+    quant = sec.get("quantization", "auto")
+    if quant not in QUANTIZATIONS:
+        raise ConfigError("train.quantization", f"must be one of {', '.join(QUANTIZATIONS)}, got {quant!r}")
+    if quant == "nf4" and method == "full":
+        raise ConfigError("train.quantization", "nf4 weights cannot be fully fine-tuned; use method: lora (QLoRA) "
+                                                "or quantization: none")
+    lora = sec.get("lora")
+    if lora is not None and not isinstance(lora, dict):
+        raise ConfigError("train.lora", f"must be a mapping (r, alpha, dropout, target_modules, modules_to_save), "
+                                        f"got {lora!r}")
+    if method == "lora":
+        from .students import _lora_settings
+
+        _lora_settings(lora)  # unknown keys and bad values fail here, before any stage runs
+    gc = sec.get("gradient_checkpointing", False)
+    if not isinstance(gc, bool):
+        raise ConfigError("train.gradient_checkpointing", f"expected true or false, got {gc!r}")
+    nproc = _int(sec.get("num_processes", 1), "train.num_processes", positive=True)
+    acc = sec.get("accelerate_config")
+    if acc is not None and (not isinstance(acc, str) or not acc):
+        raise ConfigError("train.accelerate_config", f"must be a path to an accelerate config file or null, got {acc!r}")
+    device = sec.get("device", "auto")
+    if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
+        raise ConfigError("train.device", f"must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return FinetuneConfig(student=student.strip(), sets=sets, dimensions=dims, variants=variants,
+                          seeds=tuple(seeds), method=method, quantization=quant, lora=lora,
+                          gradient_checkpointing=gc, num_processes=nproc, accelerate_config=acc, device=device,
+                          train=tc)
+
+
 def check_profile(params: dict[str, Any]) -> dict[str, Any]:
     """Check every section of a profile, deeply (loaders' options, fetch specs, teachers' backends).
 
@@ -320,4 +457,10 @@ def check_profile(params: dict[str, Any]) -> dict[str, Any]:
         summary["variants"] = list(variants_config(params)[0])
     if "stats" in params:
         stats_config(params)
+    if "student" in params:
+        student_build_config(params)
+    if "train" in params:
+        fc = finetune_config(params)
+        summary["student"] = fc.student
+        summary["finetunes"] = len(fc.sets) * len(fc.dimensions) * len(fc.variants) * len(fc.seeds)
     return summary

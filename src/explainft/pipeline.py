@@ -130,7 +130,7 @@ def run_golden(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]
 # --------------------------------------------------------------------------- split, variants, statistics
 
 
-def _split_sets(params: dict[str, Any]) -> list[str]:
+def split_sets(params: dict[str, Any]) -> list[str]:
     from .split import MIXED
     from .config import split_config
 
@@ -178,7 +178,7 @@ def run_variants(params: dict[str, Any], root: Path = Path(".")) -> dict[str, An
     names, seed = variants_config(params)
     acfg = annotate_config(params, deep=False)
     built: dict[tuple[str, str], tuple[dict[str, list[Example]], dict]] = {}
-    for s in _split_sets(params):  # build everything (and fail on any bad pool) before writing
+    for s in split_sets(params):  # build everything (and fail on any bad pool) before writing
         for dim in acfg.dimensions:
             train = list(read_jsonl(root / "data" / "splits" / s / dim / "train.jsonl", Example))
             built[(s, dim)] = build_variants_with_stats(train, list(names), seed=seed)
@@ -226,7 +226,7 @@ def run_explanation_stats(params: dict[str, Any], root: Path = Path(".")) -> dic
     tok_name, gguf, limit = stats_config(params)
     acfg = annotate_config(params, deep=False)
     examples = {(s, dim): list(read_jsonl(root / "data" / "splits" / s / dim / "train.jsonl", Example))
-                for s in _split_sets(params) for dim in acfg.dimensions}
+                for s in split_sets(params) for dim in acfg.dimensions}
     summary = explanation_stats(examples, tokenizer=load_tokenizer(tok_name, gguf), context_limit=limit,
                                 prompt_fn=student_prompt, out_dir=root / "plots" / "explanations")
     metrics = {"tokenizer": tok_name, **summary}

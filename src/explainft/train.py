@@ -13,7 +13,7 @@ full; see ``students.py``) on the encoded training examples
   exactly one supervised token per example, the Trainer's batch-size-weighted
   mean of per-batch means is the plain mean over examples (exact, no padding
   effect). Evaluation runs once before training (step 0, recorded in
-  ``initial_eval.json`` so a resumed run keeps it), every ``eval_steps``
+  ``checkpoints/initial_eval.json`` so a resumed run keeps it), every ``eval_steps``
   optimizer steps when set, and at the end of every epoch.
 * **Length grouping** (``group_by_length``): the Trainer's
   ``LengthGroupedSampler`` (``train_sampling_strategy="group_by_length"``,
@@ -21,9 +21,9 @@ full; see ``students.py``) on the encoded training examples
   ``seed`` (see :class:`_EpochSeededLengthSampler`) so that a resumed run sees
   the same batches. The padding share actually seen in the training batches
   (pad tokens / all tokens) is counted by the collator and reported.
-* **Curves**: dvclive (``out_dir/live``, offline: no DVC experiment, no
-  dvc.yaml) gets ``train/loss`` per logging step and ``eval/<name>/loss`` per
-  evaluation, x = optimizer step, plus ``epoch``. They are written from the
+* **Curves**: in dvclive's file layout (``out_dir/live``; see
+  :func:`_write_live`) ``train/loss`` per logging step and ``eval/<name>/loss``
+  per evaluation, x = optimizer step. They are written from the
   Trainer's ``log_history`` after training, which a resumed run restores from
   the checkpoint, so the curves of a killed-and-resumed run have no gaps and
   no duplicated steps.
@@ -38,7 +38,8 @@ full; see ``students.py``) on the encoded training examples
   GPU, non-deterministic kernels (atomics in backward) make it close, not
   equal.
 * **Outputs**: ``out_dir/model`` (``save_pretrained``, safetensors; the
-  adapter only for a peft model; the tokenizer beside it),
+  adapter only for a peft model; the tokenizer and ``trainer_state.json``
+  beside it),
   ``out_dir/metrics.json`` (see :func:`finetune`), ``out_dir/live``.
 
 Saving checkpoints follows evaluation: every ``eval_steps`` steps when it is
@@ -65,7 +66,8 @@ CHECKPOINTS = "checkpoints"
 MODEL = "model"
 LIVE = "live"
 METRICS = "metrics.json"
-INITIAL_EVAL = "initial_eval.json"
+INITIAL_EVAL = "initial_eval.json"  # in CHECKPOINTS, so that a resumed run keeps its step-0 evaluation
+RUN = "RUN.json"  # in CHECKPOINTS: the fingerprint of the run that wrote them
 
 # --------------------------------------------------------------------------- config
 
@@ -257,7 +259,76 @@ def _trainer_cls():
         def _get_eval_sampler(self, eval_dataset):
             return torch.utils.data.SequentialSampler(eval_dataset)
 
+        selected_logits = True  # switched off by the first-batch check, or under several processes
+        _checked = False
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not self.selected_logits or self.accelerator.num_processes > 1:
+                # DDP/FSDP: the stock path (the LM head must run inside the wrapper's forward for gradient sync)
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            total, n = selected_token_loss(model, inputs)
+            if not self._checked:
+                self._checked = True
+                if not _matches_stock_loss(model, inputs, total / n.clamp(min=1)):
+                    self.selected_logits = False
+                    return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                                num_items_in_batch=num_items_in_batch)
+            loss = total / (num_items_in_batch if num_items_in_batch is not None else n.clamp(min=1))
+            return (loss, {"loss": loss}) if return_outputs else loss
+
     return ExplainTrainer
+
+
+def selected_token_loss(model: Any, inputs: Mapping[str, Any]):
+    """(sum of the cross-entropy over supervised tokens, their count), with the LM head on those positions only.
+
+    The stock causal-LM loss computes logits for every position (batch x
+    length x vocabulary) and then ignores all but the supervised ones: the
+    target after a long prompt, or one score token at evaluation. Here the
+    model runs with ``output_hidden_states=True, logits_to_keep=1`` (its
+    final hidden states, normalised, and logits for one position only), and
+    the output embedding (LM head) is applied to the positions whose next
+    label is supervised. The result equals the stock loss (checked on the
+    first batch, see :func:`_matches_stock_loss`); it saves the head's
+    compute and the logits' memory, which dominate for small models and
+    large vocabularies.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    labels = inputs["labels"]
+    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], output_hidden_states=True,
+                logits_to_keep=1, use_cache=False)
+    hidden = out.hidden_states[-1][:, :-1]
+    target = labels[:, 1:]
+    mask = target != IGNORE
+    head = _unwrap(model).get_output_embeddings()
+    logits = head(hidden[mask]).float()
+    total = F.cross_entropy(logits, target[mask], reduction="sum")
+    return total, mask.sum()
+
+
+def _unwrap(model: Any) -> Any:
+    return getattr(model, "module", model)
+
+
+def _matches_stock_loss(model: Any, inputs: Mapping[str, Any], loss: Any, *, rtol: float = 1e-3) -> bool:
+    """Whether ``loss`` equals the model's own loss on ``inputs`` (a model family whose last hidden state is not
+    the final-normalised one would fail this, and training falls back to the stock loss)."""
+    import torch
+
+    with torch.no_grad():
+        ref = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                    labels=inputs["labels"]).loss
+    loss = float(loss.detach())
+    ok = bool(torch.isfinite(ref)) and abs(float(ref) - loss) <= rtol * max(1.0, abs(float(ref)))
+    if not ok:
+        import warnings
+
+        warnings.warn(f"selected-token loss {loss:.6f} differs from the model's own {float(ref):.6f}; "
+                      "using the model's loss (slower)", RuntimeWarning, stacklevel=2)
+    return ok
 
 
 def _epoch_eval_callback():
@@ -324,6 +395,7 @@ def training_arguments(cfg: TrainConfig, out_dir: Path, *, n_eval: int):
         disable_tqdm=os.environ.get("EXPLAINFT_TQDM", "0") != "1",
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        prediction_loss_only=True,
         save_safetensors=True,
     )
     if per_step:
@@ -340,12 +412,22 @@ def training_arguments(cfg: TrainConfig, out_dir: Path, *, n_eval: int):
 
 
 def finetune(model: Any, tokenizer: Any, train: list[Example], evals: dict[str, list[Example]], out_dir: Path,
-             cfg: TrainConfig, *, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+             cfg: TrainConfig, *, callbacks: Sequence[Any] = (), fingerprint: Mapping[str, Any] | None = None,
+             keep_checkpoints: bool = True, live_dir: Path | None = None) -> dict[str, Any]:
     """Fine-tune ``model`` on ``train``, evaluating the score-only loss on each of ``evals``; returns the metrics.
 
     Resumes from the newest checkpoint in ``out_dir/checkpoints`` if there is
     one. Writes ``out_dir/model``, ``out_dir/metrics.json``, ``out_dir/live``.
     ``callbacks`` are extra ``TrainerCallback``s (progress, tests).
+    ``live_dir``: where the dvclive curves go (default ``out_dir/live``).
+
+    ``fingerprint`` identifies the run (config, data, student): it is stored
+    as ``checkpoints/RUN.json``, and checkpoints left by a run with another
+    fingerprint are deleted rather than resumed (a persisted checkpoint
+    folder must never carry an old configuration into a new run). With
+    ``keep_checkpoints=False`` the ``checkpoint-*`` folders are removed after
+    a successful run (``RUN.json`` and ``initial_eval.json`` stay). Under
+    several processes only the main one writes files.
 
     metrics.json keys: ``train_loss`` (last logged training loss),
     ``train_loss_mean`` (the Trainer's mean over this process's steps),
@@ -389,12 +471,27 @@ def finetune(model: Any, tokenizer: Any, train: list[Example], evals: dict[str, 
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds or None,
                       data_collator=collator, callbacks=[_epoch_eval_callback(), *callbacks])
 
+    main = trainer.is_world_process_zero()
+    ckpt_dir = out_dir / CHECKPOINTS
+    run_path = ckpt_dir / RUN
+    if fingerprint is not None:
+        stored = json.loads(run_path.read_text()) if run_path.is_file() else None
+        if stored != json.loads(json.dumps(fingerprint, sort_keys=True)) and main:
+            for p in ckpt_dir.glob("checkpoint-*"):  # another run's checkpoints: never resume them
+                shutil.rmtree(p, ignore_errors=True)
+            (ckpt_dir / INITIAL_EVAL).unlink(missing_ok=True)
+        _wait(trainer)
     resume = last_checkpoint(out_dir)
-    initial_path = out_dir / INITIAL_EVAL
+    initial_path = ckpt_dir / INITIAL_EVAL
     if resume is None or not initial_path.is_file():
         initial = {name: float(trainer.evaluate(ds, metric_key_prefix=f"eval_{name}")[f"eval_{name}_loss"])
                    for name, ds in eval_ds.items()}
-        _write_json(initial_path, initial)
+        if main:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            _write_json(initial_path, initial)
+            if fingerprint is not None:
+                _write_json(run_path, fingerprint)
+        _wait(trainer)
     initial = json.loads(initial_path.read_text())
     collator.reset()
 
@@ -417,8 +514,9 @@ def finetune(model: Any, tokenizer: Any, train: list[Example], evals: dict[str, 
         evals_out[name] = {"initial": initial.get(name), "final": pts[-1]["loss"] if pts else None,
                            "per_epoch": per_epoch, "history": pts}
 
-    _write_live(out_dir / LIVE, train_points, evals_out)
-    _save_model(trainer, tokenizer, out_dir / MODEL)
+    if main:
+        _write_live(Path(live_dir) if live_dir is not None else out_dir / LIVE, train_points, evals_out)
+        _save_model(trainer, tokenizer, out_dir / MODEL)
 
     steps_here = trainer.state.global_step - (_ckpt_step(resume) if resume else 0)
     metrics = {
@@ -440,8 +538,19 @@ def finetune(model: Any, tokenizer: Any, train: list[Example], evals: dict[str, 
         "encode": enc_stats,
         "config": dataclasses.asdict(cfg),
     }
-    _write_json(out_dir / METRICS, metrics)
+    if main:
+        _write_json(out_dir / METRICS, metrics)
+        if not keep_checkpoints:
+            for p in ckpt_dir.glob("checkpoint-*"):
+                shutil.rmtree(p, ignore_errors=True)
+    _wait(trainer)
     return metrics
+
+
+def _wait(trainer: Any) -> None:
+    """A barrier between processes (a no-op in one)."""
+    if trainer.accelerator.num_processes > 1:
+        trainer.accelerator.wait_for_everyone()
 
 
 def _ckpt_step(path: Path) -> int:
@@ -462,6 +571,7 @@ def _save_model(trainer: Any, tokenizer: Any, dest: Path) -> None:
         trainer.model.save_pretrained(str(tmp))
     if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
         tokenizer.save_pretrained(str(tmp))
+    trainer.state.save_to_json(str(tmp / "trainer_state.json"))
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
 
@@ -477,23 +587,31 @@ def _takes_safe(model: Any) -> bool:
 
 def _write_live(live_dir: Path, train_points: list[tuple[int, float | None, float]],
                 evals_out: Mapping[str, Any]) -> None:
-    """The curves as dvclive plots (``plots/metrics/train/loss.tsv``, ``plots/metrics/eval/<name>/loss.tsv``)."""
-    from dvclive import Live
+    """The curves in dvclive's layout: ``plots/metrics/train/loss.tsv``, ``plots/metrics/eval/<name>/loss.tsv``
+    (``step<TAB>loss``) and ``metrics.json`` (the last values, nested by metric path).
 
-    rows: list[tuple[int, int, str, float]] = []  # (step, order, metric, value); train before eval at one step
-    for step, _epoch, loss in train_points:
-        rows.append((step, 0, "train/loss", loss))
+    Written directly rather than through ``dvclive.Live``: the curves come from the Trainer's log history after
+    training (so a resumed run's curves are whole), and ``Live`` also initialises a DVC experiment, which fails
+    in a Git repository without commits and is not wanted inside ``dvc repro``. The files are what DVC's
+    ``plots`` read (x: step).
+    """
+    series: dict[str, list[tuple[int, float]]] = {"train/loss": [(step, loss) for step, _e, loss in train_points]}
     for name, ev in evals_out.items():
-        if ev["initial"] is not None:
-            rows.append((0, 1, f"eval/{name}/loss", ev["initial"]))
-        for pt in ev["history"]:
-            rows.append((pt["step"], 1, f"eval/{name}/loss", pt["loss"]))
-    rows.sort(key=lambda r: (r[0], r[1]))
-    live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None)
-    try:
-        for step, _order, metric, value in rows:
-            live.step = step
-            live.log_metric(metric, float(value))
-        live.make_summary()
-    finally:
-        live.end()
+        pts = ([(0, ev["initial"])] if ev["initial"] is not None else []) + [(p["step"], p["loss"]) for p in ev["history"]]
+        series[f"eval/{name}/loss"] = pts
+    if live_dir.exists():
+        shutil.rmtree(live_dir)
+    summary: dict[str, Any] = {}
+    for metric, pts in series.items():
+        path = live_dir / "plots" / "metrics" / f"{metric}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        leaf = metric.rsplit("/", 1)[-1]
+        path.write_text(f"step\t{leaf}\n" + "".join(f"{step}\t{float(v)!r}\n" for step, v in pts))
+        if pts:
+            node = summary
+            for part in metric.split("/")[:-1]:
+                node = node.setdefault(part, {})
+            node[leaf] = float(pts[-1][1])
+    if train_points:
+        summary["step"] = max(p[0] for p in train_points)
+    _write_json(live_dir / "metrics.json", summary)

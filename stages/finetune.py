@@ -1,0 +1,62 @@
+"""DVC stage `finetune` (a matrix over train.sets x dimensions x variants x seeds): one fine-tune.
+
+With ``train.num_processes`` > 1 (or ``train.accelerate_config`` set) the script relaunches itself under
+``accelerate launch`` (DDP across the processes; FSDP or DeepSpeed through the accelerate config file), so
+dvc.yaml stays the same on a laptop and on a multi-GPU machine. See explainft.training_stages.run_finetune.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import click
+
+from explainft.cli_util import run_stage
+
+_LAUNCHED = "EXPLAINFT_LAUNCHED"
+
+
+def launch_command(script: str, args: list[str], num_processes: int, config_file: str | None) -> list[str]:
+    """The ``accelerate launch`` command line that reruns this script in ``num_processes`` processes."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if config_file:
+        cmd += ["--config_file", config_file]
+    cmd += ["--num_processes", str(num_processes)]
+    if num_processes > 1 and not config_file:
+        # DDP through torchrun: one process per GPU, or CPU processes over gloo on a machine without CUDA
+        # (accelerate's --cpu flag would start a single process; tests run the CPU case)
+        cmd += ["--multi_gpu"]
+    return cmd + [script, *args]
+
+
+@click.command()
+@click.argument("train_set")
+@click.argument("dimension")
+@click.argument("variant")
+@click.argument("seed", type=int)
+@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
+def main(train_set: str, dimension: str, variant: str, seed: int, params_path: str) -> None:
+    def work() -> None:
+        from explainft.config import finetune_config, load_params
+        from explainft.training_stages import run_finetune
+
+        params = load_params(params_path)
+        fc = finetune_config(params)
+        if (fc.num_processes > 1 or fc.accelerate_config) and not os.environ.get(_LAUNCHED):
+            cmd = launch_command(__file__, [train_set, dimension, variant, str(seed), "--params", params_path],
+                                 fc.num_processes, fc.accelerate_config)
+            click.echo("finetune: " + " ".join(cmd[1:]))
+            sys.exit(subprocess.call(cmd, env={**os.environ, _LAUNCHED: "1"}))
+        m = run_finetune(params, train_set, dimension, variant, seed)
+        if os.environ.get("RANK", "0") == "0":
+            click.echo(f"finetune {train_set}/{dimension}/{variant}/seed_{seed}: {m['steps']} steps in {m['train_seconds']} s, "
+                       f"test loss {m['test_loss_initial']:.4f} -> {m['test_loss_final']:.4f}, "
+                       f"padding {m['padding_share']:.1%}")
+
+    run_stage("finetune", work)
+
+
+if __name__ == "__main__":
+    main()

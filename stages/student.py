@@ -1,0 +1,27 @@
+"""DVC stage `student`: build the student named by train.student into models/student (see explainft.training_stages.run_student)."""
+
+from __future__ import annotations
+
+import click
+
+from explainft.cli_util import run_stage
+
+
+@click.command()
+@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
+def main(params_path: str) -> None:
+    def work() -> None:
+        from explainft.config import load_params
+        from explainft.training_stages import run_student
+
+        m = run_student(load_params(params_path))
+        pre = m.get("pretrain")
+        extra = (f", pretrained {pre['steps']} steps in {pre['seconds']:.0f} s, loss {pre['loss_start']:.2f} -> "
+                 f"{pre['loss_end']:.2f}") if pre else ""
+        click.echo(f"student: {m['student']} ready in models/student{extra}")
+
+    run_stage("student", work)
+
+
+if __name__ == "__main__":
+    main()

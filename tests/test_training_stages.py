@@ -1,0 +1,145 @@
+"""The student and finetune stage bodies (explainft.training_stages), without DVC: outputs and bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+
+torch = pytest.importorskip("torch")
+
+from explainft.errors import ConfigError  # noqa: E402
+from explainft.records import Example, Turn, write_jsonl  # noqa: E402
+from explainft.training_stages import finetune_dir, run_finetune, run_student, student_texts  # noqa: E402
+
+DIMS = ("naturalness", "comprehensiveness", "on_topic")
+GOOD = ("Paris is in France, on the Seine.", 5, "It answers the question directly.")
+BAD = ("I like turtles and green soup.", 1, "It ignores the question.")
+
+
+def ex(i: int, dim: str, variant: str | None) -> Example:
+    response, label, expl = GOOD if i % 2 == 0 else BAD
+    e = Example(id=f"chatterbot/{i}", dataset="chatterbot", dimension=dim,
+                turns=(Turn("user", f"Where is Paris? ({i})"), Turn("assistant", response)),
+                score=(label - 1) / 4, label=label, assessment=expl, confidence="sure")
+    return e if variant is None else e.with_target(variant, "" if variant == "none" else expl)
+
+
+@pytest.fixture
+def proj(tmp_path: Path) -> tuple[Path, dict]:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["split"]["mixed"] = False
+    params["student"] = {"tiny": {"seed": 0, "vocab_size": 400, "hidden": 32, "layers": 1, "heads": 2, "kv_heads": 1,
+                                  "intermediate": 64, "max_positions": 1024},
+                         "pretrain": {"steps": 2, "lr": 2.0e-3, "batch_size": 4, "seq_len": 32, "seed": 0}}
+    params["train"].update(sets=["chatterbot"], dimensions=["on_topic"], epochs=1, batch_size=4, logging_steps=1)
+    for s in ("chatterbot", "chatterbot_perturbed"):
+        for dim in DIMS:
+            base = tmp_path / "data" / "splits" / s / dim
+            write_jsonl(base / "train.jsonl", [ex(i, dim, None) for i in range(8)])
+            write_jsonl(base / "test.jsonl", [ex(i, dim, None) for i in range(100, 104)])
+            for v in ("none", "assessment"):
+                write_jsonl(tmp_path / "data" / "variants" / s / dim / f"{v}.jsonl", [ex(i, dim, v) for i in range(8)])
+    return tmp_path, params
+
+
+def test_student_corpus_is_train_conversations_and_rubrics(proj):
+    root, params = proj
+    texts = student_texts(params, root)
+    assert sum("Where is Paris? (0)" in t for t in texts) == 1  # each training conversation once
+    assert not any("(100)" in t for t in texts)  # never a test conversation
+    assert sum(t.startswith("Rate the on-topic relevance") for t in texts) == 50
+
+
+def test_student_then_finetune_writes_every_output(proj):
+    root, params = proj
+    m = run_student(params, root)
+    assert m["student"] == "tiny" and m["pretrain"]["steps"] == 2
+    assert json.loads((root / "models/student/STUDENT.json").read_text()) == {"student": "tiny"}
+    assert json.loads((root / "metrics/student.json").read_text())["texts"] == m["texts"]
+    s = run_finetune(params, "chatterbot", "on_topic", "assessment", 0, root)
+    assert (s["n_train"], s["n_test"], s["steps"], s["variant"], s["seed"]) == (8, 4, 2, "assessment", 0)
+    assert s["test_loss_initial"] > 0 and s["best_epoch"] == 1
+    saved = json.loads((root / "metrics/train/chatterbot/on_topic/assessment/seed_0.json").read_text())
+    assert saved == s
+    cell = finetune_dir(root, "chatterbot", "on_topic", "assessment", 0)
+    assert (cell / "model" / "model.safetensors").is_file()
+    assert json.loads((cell / "checkpoints" / "RUN.json").read_text())["config"]["epochs"] == 1
+    assert (root / "plots/train/chatterbot/on_topic/assessment/seed_0/plots/metrics/eval/test/loss.tsv").is_file()
+
+
+def test_lora_cell_saves_an_adapter(proj):
+    root, params = proj
+    run_student(params, root)
+    params = copy.deepcopy(params)
+    params["train"].update(method="lora", lora={"r": 4, "alpha": 8})
+    run_finetune(params, "chatterbot", "on_topic", "none", 0, root)
+    cell = finetune_dir(root, "chatterbot", "on_topic", "none", 0) / "model"
+    assert (cell / "adapter_model.safetensors").is_file() and not (cell / "model.safetensors").exists()
+    assert json.loads((cell / "adapter_config.json").read_text())["r"] == 4
+
+
+def test_bad_input_fails_before_training_naming_the_param(proj):
+    root, params = proj
+    with pytest.raises(ConfigError) as e:  # no student built yet
+        run_finetune(params, "chatterbot", "on_topic", "none", 0, root)
+    assert e.value.key == "train.student" and "dvc repro student" in str(e.value)
+    run_student(params, root)
+    for args, key in ((("coqa", "on_topic", "none"), "train.sets"),
+                      (("chatterbot", "naturalness", "none"), "train.dimensions"),
+                      (("chatterbot", "on_topic", "shuffle"), "train.variants")):
+        with pytest.raises(ConfigError) as e:
+            run_finetune(params, *args, 0, root)
+        assert e.value.key == key
+    for seed in (1, 7):
+        with pytest.raises(ConfigError) as e:
+            run_finetune(params, "chatterbot", "on_topic", "none", seed, root)
+        assert e.value.key == "train.seeds"
+    short = copy.deepcopy(params)
+    short["train"]["max_length"] = 40  # the rubric alone is longer: the target cannot fit
+    with pytest.raises(ConfigError) as e:
+        run_finetune(short, "chatterbot", "on_topic", "assessment", 0, root)
+    assert e.value.key == "train.max_length" and "raise train.max_length" in str(e.value)
+    assert not (finetune_dir(root, "chatterbot", "on_topic", "assessment", 0) / "model").exists()
+    lora = copy.deepcopy(params)
+    lora["train"].update(method="lora", lora={"target_modules": ["c_attn"]})
+    with pytest.raises(ConfigError) as e:
+        run_finetune(lora, "chatterbot", "on_topic", "none", 0, root)
+    assert e.value.key == "train.lora.target_modules" and "q_proj" in str(e.value)
+    swapped = copy.deepcopy(params)
+    swapped["train"]["student"] = "smollm2"  # params changed, the student stage not rerun
+    with pytest.raises(ConfigError, match="holds 'tiny'"):
+        run_finetune(swapped, "chatterbot", "on_topic", "none", 0, root)
+
+
+def test_a_hub_student_gets_a_marker_only(proj):
+    root, params = proj
+    params["train"]["student"] = "mistralai/Mistral-7B-v0.1"
+    m = run_student(params, root)
+    assert m["source"] == "mistralai/Mistral-7B-v0.1"
+    assert sorted(p.name for p in (root / "models/student").iterdir()) == ["STUDENT.json"]
+
+
+@pytest.mark.slow
+def test_two_processes_under_accelerate_launch(proj):
+    """train.num_processes: 2 relaunches the stage under `accelerate launch` (DDP over gloo on this CPU)."""
+    import os
+    import subprocess
+    import sys
+
+    root, params = proj
+    run_student(params, root)
+    params["train"].update(num_processes=2, batch_size=2)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    p = subprocess.run([sys.executable, str(ROOT / "stages" / "finetune.py"), "chatterbot", "on_topic", "none", "0"],
+                       cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "accelerate.commands.launch --num_processes 2 --multi_gpu" in p.stdout
+    s = json.loads((root / "metrics/train/chatterbot/on_topic/none/seed_0.json").read_text())
+    assert s["steps"] == 2  # 8 examples, batch 2 per process, 2 processes: 2 optimizer steps per epoch
+    assert (finetune_dir(root, "chatterbot", "on_topic", "none", 0) / "model" / "model.safetensors").is_file()
