@@ -93,7 +93,8 @@ def set_param(proj: Path, path: list[str], value) -> None:
 DATASETS = ("chatterbot", "chatterbot_perturbed", "cornell_movie_dialogs")
 PER_DATASET = ("download", "prepare", "annotate", "merge")
 FINETUNES = {"finetune@mixed-on_topic-none-0", "finetune@mixed-on_topic-assessment-0"}
-GLOBAL = {"split", "variants", "explanation_stats", "student"} | FINETUNES
+EVALUATES = {"evaluate@mixed-on_topic-none-0", "evaluate@mixed-on_topic-assessment-0", "baselines@on_topic"}
+GLOBAL = {"split", "variants", "explanation_stats", "student", "report"} | FINETUNES | EVALUATES
 ALL = {f"{s}@{d}" for s in PER_DATASET for d in DATASETS} | {"golden"} | GLOBAL
 
 
@@ -154,6 +155,15 @@ def test_repro_skip_and_partial_rerun(project: Path):
         assert curve.read_text().splitlines()[0] == "step\tloss"
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert lock["stages"]["finetune@mixed-on_topic-none-0"]["params"]["params.yaml"]["train"]["epochs"] == 1
+    ev = json.loads((project / "metrics/evaluate/finetuned/mixed/on_topic/none/seed_0.json").read_text())
+    assert set(ev["test"]) == {"chatterbot", "chatterbot_perturbed", "cornell_movie_dialogs", "mixed"}
+    assert all(r["n"] == 2 for r in ev["test"].values())
+    report = json.loads((project / "metrics/report.json").read_text())
+    assert report["cells"] == 1 and report["models"] == 2 and report["paper_cells"] == 18
+    md = (project / "reports/REPORT.md").read_text()
+    assert "## With vs without explanations" in md and "| mixed (E) |" in md
+    assert (project / "reports/tables/on_topic_mse.csv").read_text().startswith(
+        "trained on,chatterbot,chatterbot_perturbed,cornell_movie_dialogs,mixed\nUntuned,")
 
     # one dataset's option: only that dataset's stages rerun
     set_param(project, ["sources", "chatterbot_perturbed", "options", "keep_share"], 0.5)

@@ -17,7 +17,7 @@ from .errors import ConfigError
 
 # Sections a profile may hold. Later stages add theirs here.
 SECTIONS = ("profile", "data", "sources", "annotate", "merge", "golden", "split", "variants", "stats", "student",
-            "train")
+            "train", "evaluate")
 DATA_KEYS = {"datasets", "per_dataset", "seed", "on_error"}
 SOURCE_KEYS = {"fetch", "options"}
 
@@ -463,4 +463,8 @@ def check_profile(params: dict[str, Any]) -> dict[str, Any]:
         fc = finetune_config(params)
         summary["student"] = fc.student
         summary["finetunes"] = len(fc.sets) * len(fc.dimensions) * len(fc.variants) * len(fc.seeds)
+    if "evaluate" in params:
+        from .evaluation import evaluate_config
+
+        evaluate_config(params)
     return summary
