@@ -30,6 +30,26 @@ def test_default_profile_is_valid_and_matches_its_config_copy():
     assert (ROOT / "configs" / "default.yaml").read_text() == (ROOT / "params.yaml").read_text()
 
 
+def test_profiles_train_what_the_paper_and_the_readme_say():
+    from explainft.config import check_profile, finetune_config
+
+    paper = load_params(ROOT / "configs" / "paper.yaml")
+    assert check_profile(paper)["finetunes"] == 7 * 3 * 4
+    fc = finetune_config(paper)
+    assert fc.student == "mistralai/Mistral-7B-v0.1" and fc.method == "lora" and fc.quantization == "auto"
+    assert fc.lora == {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+    assert fc.train.learning_rate == 5e-5 and fc.train.epochs == 1
+    smol = load_params(ROOT / "configs" / "smollm2.yaml")
+    assert smol["profile"] == "smollm2" and finetune_config(smol).student == "smollm2"
+    assert check_profile(smol)["finetunes"] == 6
+    default = finetune_config(DEFAULT)
+    assert (default.student, default.method) == ("tiny", "full")
+    # the three profiles share everything before the student
+    for section in ("data", "sources", "annotate", "merge"):
+        assert smol[section] == DEFAULT[section]
+
+
 def test_paper_profile_is_valid_and_names_the_six_datasets_at_15000():
     params = load_params(ROOT / "configs" / "paper.yaml")
     cfg = data_config(params)
