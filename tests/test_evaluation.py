@@ -83,6 +83,29 @@ def trained(tmp_path):
     return tmp_path, params
 
 
+def test_analyse_compares_the_explanation_and_score_only_models(trained):
+    from explainft.analyses import analysis_config, run_analyse
+    from explainft.training_stages import run_finetune
+
+    root, params = trained
+    run_finetune(params, "chatterbot", "on_topic", "none", 0, root)
+    params["analysis"] = {"lens_items": 3, "batch_size": 2, "heatmaps": "chatterbot"}
+    m = run_analyse(params, root)
+    assert m["pairs"] == 1 and m["blocks"] == ["block_1"]  # a one-block student: the last block alone
+    w = m["weights"]["chatterbot/on_topic/seed_0"]
+    assert max(w.values()) == pytest.approx(1.0) and set(w) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                                "up_proj", "down_proj"}
+    assert abs(m["entropy"]["chatterbot/on_topic/seed_0"]["block_1"]) == pytest.approx(1.0)
+    assert m["lens_cost_vs_scoring"] > 0
+    out = root / "plots/analysis"
+    assert (out / "weights_chatterbot_on_topic.png").is_file() and (out / "ranks_chatterbot_on_topic_none.png").is_file()
+    rows = (out / "entropy_by_block.csv").read_text().splitlines()
+    assert rows[0] == "dimension,set,seed,variant,block,entropy,mean_rank" and len(rows) == 3
+    with pytest.raises(ConfigError) as e:
+        analysis_config({"analysis": {"lens_item": 3}})
+    assert e.value.key == "analysis.lens_item"
+
+
 def test_evaluate_and_baselines_write_predictions_and_metrics(trained):
     from explainft.evaluation import run_baselines, run_evaluate
 

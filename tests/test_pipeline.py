@@ -94,7 +94,7 @@ DATASETS = ("chatterbot", "chatterbot_perturbed", "cornell_movie_dialogs")
 PER_DATASET = ("download", "prepare", "annotate", "merge")
 FINETUNES = {"finetune@mixed-on_topic-none-0", "finetune@mixed-on_topic-assessment-0"}
 EVALUATES = {"evaluate@mixed-on_topic-none-0", "evaluate@mixed-on_topic-assessment-0", "baselines@on_topic"}
-GLOBAL = {"split", "variants", "explanation_stats", "student", "report"} | FINETUNES | EVALUATES
+GLOBAL = {"split", "variants", "explanation_stats", "student", "analyse", "report"} | FINETUNES | EVALUATES
 ALL = {f"{s}@{d}" for s in PER_DATASET for d in DATASETS} | {"golden"} | GLOBAL
 
 

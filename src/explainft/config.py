@@ -17,7 +17,7 @@ from .errors import ConfigError
 
 # Sections a profile may hold. Later stages add theirs here.
 SECTIONS = ("profile", "data", "sources", "annotate", "merge", "golden", "split", "variants", "stats", "student",
-            "train", "evaluate")
+            "train", "evaluate", "analysis")
 DATA_KEYS = {"datasets", "per_dataset", "seed", "on_error"}
 SOURCE_KEYS = {"fetch", "options"}
 
@@ -467,4 +467,8 @@ def check_profile(params: dict[str, Any]) -> dict[str, Any]:
         from .evaluation import evaluate_config
 
         evaluate_config(params)
+    if "analysis" in params:
+        from .analyses import analysis_config
+
+        analysis_config(params)
     return summary

@@ -358,6 +358,9 @@ def build_report(root: Path, params: Mapping[str, Any], grid: Grid, *, n_boot: i
         if loss_curves_figure(root, grid, dim, figures / f"test_loss_{dim}.png"):
             w(f"![test loss, {dim}](figures/test_loss_{dim}.png)\n\n")
 
+    _ablations(w, root, numbers, grid, tables, figures)
+    _analyses(w, root, grid)
+
     w("## The paper's numbers\n\n")
     w("From Shah et al. (2025), Tables 3 and 7–11 (`paper/`). Their rows and columns are the six public datasets "
       "and Mixed; ")
@@ -398,6 +401,86 @@ def build_report(root: Path, params: Mapping[str, Any], grid: Grid, *, n_boot: i
     }
     write_json(root / "metrics" / "report.json", metrics)
     return metrics
+
+
+def _variant_kind(v: str) -> str:
+    from .variants import parse_variant
+
+    return parse_variant(v).kind
+
+
+def _ablations(w: Any, root: Path, numbers: Mapping[str, Any], grid: Grid, tables: Path, figures: Path) -> None:
+    """Explanation type, length and random-word substitutes (paper Fig. 4, Fig. 6, Table 4): own-test-set error
+    of every variant the grid trained."""
+    w("## Ablations: explanation type, length, random words\n\n")
+    kinds = {v: _variant_kind(v) for v in grid.variants}
+    if set(kinds.values()) == {"type"} and len(grid.variants) <= 2:
+        w(f"This grid trains {', '.join(grid.variants)} only: the type, length and random-word ablations need "
+          "more variants in `train.variants` (README, \"Ablations\"). What it has:\n\n")
+    rows, csv_rows = [], []
+    for dim in grid.dimensions:
+        for s in grid.sets:
+            if s not in grid.test_sets[dim]:
+                continue
+            cells = numbers[dim]["rows"]
+            vals = {v: cells[row_label(s, v)][s] for v in grid.variants}
+            rows.append([s, dim] + [_fmt(vals[v]["mse"]) for v in grid.variants])
+            csv_rows += [[s, dim, v, kinds[v], vals[v]["mse"], vals[v]["mae"]] for v in grid.variants]
+    w("Test MSE on the training set's own test split, per training-target variant.\n\n")
+    w(_md_table(["training set", "dimension"] + list(grid.variants), rows))
+    w("\n")
+    _write_csv(tables / "ablations.csv", ["set", "dimension", "variant", "kind", "mse", "mae"], csv_rows)
+    lengths = sorted((int(v.split("_", 1)[1]), v) for v in grid.variants if kinds[v] == "length")
+    if lengths:
+        plt = _figure_context()
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+        for dim in grid.dimensions:
+            for s in grid.sets:
+                if s not in grid.test_sets[dim]:
+                    continue
+                cells = numbers[dim]["rows"]
+                for ax, metric in zip(axes, ("mse", "mae")):
+                    ax.plot([n for n, _ in lengths], [cells[row_label(s, v)][s][metric] for _, v in lengths],
+                            marker="o", ms=3, label=f"{s} / {dim}")
+        for ax, metric in zip(axes, ("MSE", "MAE")):
+            ax.set_xlabel("explanation length (words)")
+            ax.set_ylabel(f"test {metric}")
+            ax.grid(alpha=0.3)
+        axes[1].legend(fontsize=7)
+        _save(fig, figures / "explanation_length.png")
+        plt.close(fig)
+        w("![explanation length](figures/explanation_length.png)\n\n")
+
+
+def _analyses(w: Any, root: Path, grid: Grid) -> None:
+    """Weight differences (Table 5) and the logit lens (Table 6) from the analyse stage."""
+    path = root / "metrics" / "analysis.json"
+    if not path.is_file():
+        return
+    a = json.loads(path.read_text())
+    w("## Where the explanation models differ: weights (Table 5)\n\n")
+    if not a.get("weights"):
+        w("No explanation / score-only pair in this grid.\n\n")
+        return
+    from .analysis.lora_diff import TABLE5_COLUMNS
+
+    w("Frobenius norm of the difference between the explanation model's and the score-only model's weight "
+      "updates, per module type, summed over blocks, normalised by the largest (1.0). The paper (LoRA on "
+      "Mistral-7B) finds the largest differences in the query and gate/up projections.\n\n")
+    w(_md_table(["cell"] + list(TABLE5_COLUMNS),
+                [[k] + [_fmt(v.get(t), 2) for t in TABLE5_COLUMNS] for k, v in a["weights"].items()]))
+    for f in sorted((root / "plots" / "analysis").glob("weights_*.png")):
+        w(f"\n![{f.stem}](../plots/analysis/{f.name})\n")
+    w("\n## Where the explanation models differ: the logit lens (Table 6)\n\n")
+    w("Mean entropy of each block's decoded distribution at the score position, explanation model minus "
+      "score-only model, in the paper's grouping scaled to this student's depth, normalised by the largest "
+      "magnitude. The paper: higher entropy in the late blocks, lower at the last. The lens reads all blocks in "
+      f"one forward pass per batch; it cost {a.get('lens_cost_vs_scoring')}x plain scoring here.\n\n")
+    labels = a.get("blocks") or []
+    w(_md_table(["cell"] + labels, [[k] + [_fmt(v.get(lab), 2) for lab in labels] for k, v in a["entropy"].items()]))
+    for f in sorted((root / "plots" / "analysis").glob("ranks_*.png")):
+        w(f"\n![{f.stem}](../plots/analysis/{f.name})\n")
+    w("\n")
 
 
 def grid_from_params(params: Mapping[str, Any]) -> Grid:

@@ -1,0 +1,139 @@
+"""Stage body of ``analyse``: the paper's weight-difference and logit-lens analyses over the trained grid.
+
+For every training set × dimension × seed whose grid holds both the
+score-only model (``none``) and the explanation model (``assessment``):
+
+* **Weight differences** (Table 5, appendix A.4): the Frobenius norm of the
+  difference between the two models' weight updates per module type, summed
+  over blocks and normalised by the largest (LoRA adapters: ΔW = (alpha/r)·B·A
+  in r×r space; full fine-tunes: W_E − W_none), and a per-block heatmap
+  (:mod:`explainft.analysis.lora_diff`).
+* **Logit lens** (Table 6, appendices A.5-A.6): on the first
+  ``analysis.lens_items`` items of the set's own test split, the mean entropy
+  of each block's decoded distribution at the score position for both models;
+  the difference (E minus score-only) per block, in the paper's grouping
+  scaled to the student's depth, normalised by its largest magnitude; and
+  heatmaps of the rank of the final predicted token per block
+  (:mod:`explainft.analysis.logit_lens`). The lens pass is timed against plain
+  scoring of the same items (its cost relative to scoring goes to the metrics).
+
+Writes ``plots/analysis/{weight_differences,entropy_differences,entropy_by_block}.csv``,
+PNG heatmaps and ``metrics/analysis.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import _int
+from .errors import ConfigError
+from .fsutil import atomic_open, write_json
+from .records import Example, read_jsonl
+
+ANALYSIS_KEYS = {"lens_items", "batch_size", "heatmaps"}
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    lens_items: int = 200
+    batch_size: int = 16
+    heatmaps: str = "mixed"  # the training set whose per-cell heatmaps are drawn ("all" for every set)
+
+
+def analysis_config(params: dict[str, Any]) -> AnalysisConfig:
+    sec = params.get("analysis") or {}
+    if not isinstance(sec, dict):
+        raise ConfigError("analysis", "must be a mapping (lens_items, batch_size, heatmaps)")
+    unknown = sorted(set(sec) - ANALYSIS_KEYS)
+    if unknown:
+        raise ConfigError(f"analysis.{unknown[0]}", f"unknown key; known: {', '.join(sorted(ANALYSIS_KEYS))}")
+    d = AnalysisConfig()
+    heat = sec.get("heatmaps", d.heatmaps)
+    if not isinstance(heat, str) or not heat:
+        raise ConfigError("analysis.heatmaps", f"must name a training set or 'all', got {heat!r}")
+    return AnalysisConfig(lens_items=_int(sec.get("lens_items", d.lens_items), "analysis.lens_items", positive=True),
+                          batch_size=_int(sec.get("batch_size", d.batch_size), "analysis.batch_size", positive=True),
+                          heatmaps=heat)
+
+
+def _csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    for r in rows:
+        w.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in r])
+    with atomic_open(path) as fh:
+        fh.write(buf.getvalue())
+
+
+def run_analyse(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:
+    import shutil
+
+    import torch
+
+    from .analysis.logit_lens import entropy_difference, logit_lens, rank_heatmap
+    from .analysis.lora_diff import TABLE5_COLUMNS, heatmap, weight_differences
+    from .config import finetune_config
+    from .report import EXPLAINED, SCORE_ONLY
+    from .scoring import load_rater, score_examples
+    from .training_stages import cell_path, student_source
+
+    fc = finetune_config(params)
+    ac = analysis_config(params)
+    out = root / "plots" / "analysis"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    pairs = [(s, d, k) for d in fc.dimensions for s in fc.sets for k in fc.seeds]
+    if SCORE_ONLY not in fc.variants or EXPLAINED not in fc.variants:
+        pairs = []
+    weight_rows, entropy_rows, block_rows = [], [], []
+    metrics: dict[str, Any] = {"weights": {}, "entropy": {}, "pairs": len(pairs)}
+    labels: list[str] = []
+    lens_seconds = score_seconds = 0.0
+    base = student_source(params, root)
+    for s, d, k in pairs:
+        key = f"{s}/{d}/seed_{k}"
+        dirs = {v: root / "models" / "finetuned" / cell_path(s, d, v, k) / "model" for v in (EXPLAINED, SCORE_ONLY)}
+        w = weight_differences(dirs[EXPLAINED], dirs[SCORE_ONLY])
+        weight_rows.append([d, s, k, w["kind"]] + [w["normalised"].get(t) for t in TABLE5_COLUMNS])
+        metrics["weights"][key] = {t: round(v, 6) for t, v in w["normalised"].items()}
+        draw = ac.heatmaps in ("all", s) and k == fc.seeds[0]
+        if draw:
+            heatmap(w["per_layer"], out / f"weights_{s}_{d}.png",
+                    f"{s}, {d}: ||ΔW(E) − ΔW(score only)||_F per block")
+        test = list(read_jsonl(root / "data" / "splits" / s / d / "test.jsonl", Example))[: ac.lens_items]
+        lens = {}
+        for v in (EXPLAINED, SCORE_ONLY):
+            model, tok = load_rater(dirs[v], base=base, device=fc.device)
+            t0 = time.perf_counter()
+            lens[v] = logit_lens(model, tok, test, max_length=fc.train.max_length, batch_size=ac.batch_size)
+            t1 = time.perf_counter()
+            score_examples(model, tok, test, max_length=fc.train.max_length, batch_size=ac.batch_size)
+            t2 = time.perf_counter()
+            lens_seconds += t1 - t0
+            score_seconds += t2 - t1
+            for b, (h, r) in enumerate(zip(lens[v].entropy, lens[v].mean_rank), start=1):
+                block_rows.append([d, s, k, v, b, float(h), float(r)])
+            if draw:
+                rank_heatmap(lens[v], out / f"ranks_{s}_{d}_{v}.png",
+                             f"{s}, {d}, {v}: rank of the final prediction per block")
+            del model
+            torch.cuda.empty_cache() if torch.cuda.is_available() else None
+        diff = entropy_difference(lens[EXPLAINED], lens[SCORE_ONLY])
+        labels = diff["labels"]
+        entropy_rows.append([d, s, k] + [float(x) for x in diff["grouped_normalised"]])
+        metrics["entropy"][key] = {lab: round(float(x), 6) for lab, x in zip(labels, diff["grouped_normalised"])}
+    _csv(out / "weight_differences.csv", ["dimension", "set", "seed", "kind"] + list(TABLE5_COLUMNS), weight_rows)
+    _csv(out / "entropy_differences.csv", ["dimension", "set", "seed"] + labels, entropy_rows)
+    _csv(out / "entropy_by_block.csv", ["dimension", "set", "seed", "variant", "block", "entropy", "mean_rank"],
+         block_rows)
+    metrics["lens_cost_vs_scoring"] = round(lens_seconds / score_seconds, 2) if score_seconds > 0 else None
+    metrics["blocks"] = labels
+    write_json(root / "metrics" / "analysis.json", metrics)
+    return metrics
