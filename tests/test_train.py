@@ -347,3 +347,17 @@ def test_checkpoints_of_another_run_are_not_resumed(tiny_dir, tmp_path):
     assert json.loads((tmp_path / "checkpoints" / "RUN.json").read_text()) == {"lr": 2}
     assert (tmp_path / "checkpoints" / "initial_eval.json").is_file()
     assert (tmp_path / "model" / "trainer_state.json").is_file()
+
+
+def test_the_first_batch_check_draws_no_random_numbers(tiny_dir):
+    """The check runs in eval mode: LoRA dropout draws nothing, so a resumed run replays the same dropout masks."""
+    from explainft.students import load_student
+    from explainft.train import _matches_stock_loss
+
+    model, tok = load_student(str(tiny_dir), method="lora", quantization="none", lora={"r": 4, "dropout": 0.3})
+    model.train()
+    enc, _ = encode_all(tok, examples(4), 512)
+    batch = collate(enc, pad_id_for(tok))
+    state = torch.get_rng_state()
+    assert _matches_stock_loss(model, batch)
+    assert torch.equal(state, torch.get_rng_state()) and model.training

@@ -267,13 +267,13 @@ def _trainer_cls():
                 # DDP/FSDP: the stock path (the LM head must run inside the wrapper's forward for gradient sync)
                 return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                             num_items_in_batch=num_items_in_batch)
-            total, n = selected_token_loss(model, inputs)
             if not self._checked:
                 self._checked = True
-                if not _matches_stock_loss(model, inputs, total / n.clamp(min=1)):
+                if not _matches_stock_loss(model, inputs):
                     self.selected_logits = False
                     return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                                 num_items_in_batch=num_items_in_batch)
+            total, n = selected_token_loss(model, inputs)
             loss = total / (num_items_in_batch if num_items_in_batch is not None else n.clamp(min=1))
             return (loss, {"loss": loss}) if return_outputs else loss
 
@@ -313,20 +313,31 @@ def _unwrap(model: Any) -> Any:
     return getattr(model, "module", model)
 
 
-def _matches_stock_loss(model: Any, inputs: Mapping[str, Any], loss: Any, *, rtol: float = 1e-3) -> bool:
-    """Whether ``loss`` equals the model's own loss on ``inputs`` (a model family whose last hidden state is not
-    the final-normalised one would fail this, and training falls back to the stock loss)."""
+def _matches_stock_loss(model: Any, inputs: Mapping[str, Any], *, rows: int = 2, rtol: float = 1e-4) -> bool:
+    """Whether :func:`selected_token_loss` equals the model's own loss on the first ``rows`` examples of a batch.
+
+    A model family whose last hidden state is not the final-normalised one would fail this, and training then
+    falls back to the stock loss. The check runs in eval mode (no dropout, so it draws no random numbers and a
+    resumed run replays the same dropout masks as an uninterrupted one) without gradients, on two rows only
+    (the stock loss materialises rows x length x vocabulary logits).
+    """
     import torch
 
-    with torch.no_grad():
-        ref = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                    labels=inputs["labels"]).loss
-    loss = float(loss.detach())
-    ok = bool(torch.isfinite(ref)) and abs(float(ref) - loss) <= rtol * max(1.0, abs(float(ref)))
+    sub = {k: inputs[k][:rows] for k in ("input_ids", "attention_mask", "labels")}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            total, n = selected_token_loss(model, sub)
+            loss = float(total / n.clamp(min=1))
+            ref = float(model(**sub).loss)
+    finally:
+        model.train(was_training)
+    ok = math.isfinite(ref) and abs(ref - loss) <= rtol * max(1.0, abs(ref))
     if not ok:
         import warnings
 
-        warnings.warn(f"selected-token loss {loss:.6f} differs from the model's own {float(ref):.6f}; "
+        warnings.warn(f"selected-token loss {loss:.6f} differs from the model's own {ref:.6f}; "
                       "using the model's loss (slower)", RuntimeWarning, stacklevel=2)
     return ok
 
