@@ -52,7 +52,7 @@ def make_tokenizer(path: Path) -> None:
 def project(tmp_path: Path) -> Path:
     proj = tmp_path / "proj"
     proj.mkdir()
-    for name in ("src", "stages", "golden"):
+    for name in ("src", "stages", "golden", "paper"):
         shutil.copytree(ROOT / name, proj / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, proj / name)
@@ -159,7 +159,7 @@ def test_repro_skip_and_partial_rerun(project: Path):
     assert set(ev["test"]) == {"chatterbot", "chatterbot_perturbed", "cornell_movie_dialogs", "mixed"}
     assert all(r["n"] == 2 for r in ev["test"].values())
     report = json.loads((project / "metrics/report.json").read_text())
-    assert report["cells"] == 1 and report["models"] == 2 and report["paper_cells"] == 18
+    assert report["cells"] == 1 and report["models"] == 2 and report["paper_cells"] == 6  # on-topic only
     md = (project / "reports/REPORT.md").read_text()
     assert "## With vs without explanations" in md and "| mixed (E) |" in md
     assert (project / "reports/tables/on_topic_mse.csv").read_text().startswith(

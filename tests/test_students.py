@@ -108,7 +108,8 @@ def test_resolve_student(tmp_path, tiny):
     assert resolve_student("tiny", tmp_path) == str(tmp_path / "models" / "student")
     with pytest.raises(ConfigError, match="holds 'tiny'.*dvc repro student"):  # params switched, stage not rerun
         resolve_student("smollm2", tmp_path)
-    assert resolve_student("models/student", tmp_path) == str(tmp_path / "models" / "student")  # relative to root
+    shutil.copytree(tiny, tmp_path / "models" / "elsewhere")
+    assert resolve_student("models/elsewhere", tmp_path) == str(tmp_path / "models" / "elsewhere")  # under root
     assert resolve_student(str(tiny), tmp_path) == str(tiny)
     assert resolve_student("mistralai/Mistral-7B-v0.1", tmp_path) == "mistralai/Mistral-7B-v0.1"
     assert resolve_student("gpt2", tmp_path) == "gpt2"
@@ -271,3 +272,15 @@ def test_convert_smollm2_roundtrip(tmp_path):
         diff = (model(ids).logits - expected).abs().max().item()
     assert diff < 1e-4
     assert model.config.model_type == "llama" and not hasattr(model.config, "quantization_config")
+
+
+def test_tiny_tokenizer_splits_every_score_digit_alike(tmp_path):
+    """Even a small vocabulary that sees "1 to 5" often gives " 1".." 5" the same shape: a space, then the digit."""
+    from transformers import AutoTokenizer
+
+    texts = ["Rate it on a scale of 1 to 5. Score: 1 to 5, then 1 to 5 again."] * 200 + corpus(50)
+    build_tiny(texts, tmp_path / "t", vocab_size=300, **{k: v for k, v in SMALL.items() if k != "vocab_size"})
+    tok = AutoTokenizer.from_pretrained(tmp_path / "t")
+    shapes = [tok.convert_ids_to_tokens(tok(f"Score: {k}", add_special_tokens=False)["input_ids"])[-2:]
+              for k in range(1, 6)]
+    assert [s[0] for s in shapes] == ["Ġ"] * 5 and [s[1] for s in shapes] == [str(k) for k in range(1, 6)]

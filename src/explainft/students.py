@@ -24,7 +24,9 @@ Functions
 ``build_tiny(texts, out_dir, *, seed=0, vocab_size=4096, hidden=128, layers=3, heads=4, kv_heads=2,
 intermediate=512, max_positions=2048) -> Path``
     Tokenizer: ``tokenizers`` BPE with a ByteLevel pre-tokenizer/decoder (no
-    unknown bytes, so no ``<unk>`` in practice), special tokens ``<unk> <s>
+    unknown bytes, so no ``<unk>`` in practice) after a pre-tokenizer that splits
+    every digit off on its own (so ``" 4"`` is a space token then ``"4"`` for all
+    five score digits, as with SmolLM2 and Mistral), special tokens ``<unk> <s>
     </s> <pad>`` (ids 0–3), BOS prepended by a ``TemplateProcessing``
     post-processor, no EOS, no chat template; wrapped as a
     ``PreTrainedTokenizerFast`` with ``model_max_length = max_positions``.
@@ -184,7 +186,11 @@ def build_tiny(texts: list[str], out_dir: str | Path, *, seed: int = 0, vocab_si
         raise ValueError(f"build_tiny: hidden ({hidden}) must be a multiple of heads ({heads}), "
                          f"and heads a multiple of kv_heads ({kv_heads})")
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # digits are split off one by one before the byte-level step (as SmolLM2 and Mistral do): " 4" is always a
+    # space token then "4", so the five score digits follow the same prefix whatever merges the corpus learns
+    # (a small vocabulary could otherwise learn " 1" and " 5" from "1 to 5" but not " 2".." 4")
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=list(SPECIAL_TOKENS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
