@@ -61,23 +61,11 @@ def test_empty_or_wrong_dimension_test_split_is_an_error(tmp_path):
 @pytest.fixture
 def trained(tmp_path):
     """A tiny student and one fine-tuned cell, as the stages leave them."""
-    from test_training_stages import DIMS, ex
+    from test_training_stages import make_project
 
     from explainft.training_stages import run_finetune, run_student
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["split"]["mixed"] = False
-    params["student"] = {"tiny": {"seed": 0, "vocab_size": 400, "hidden": 32, "layers": 1, "heads": 2,
-                                  "kv_heads": 1, "intermediate": 64, "max_positions": 1024},
-                         "pretrain": {"steps": 2, "lr": 2.0e-3, "batch_size": 4, "seq_len": 32, "seed": 0}}
-    params["train"].update(sets=["chatterbot"], dimensions=["on_topic"], epochs=1, batch_size=4, logging_steps=1)
-    for s in ("chatterbot", "chatterbot_perturbed"):
-        for dim in DIMS:
-            base = tmp_path / "data" / "splits" / s / dim
-            write_jsonl(base / "train.jsonl", [ex(i, dim, None) for i in range(8)])
-            write_jsonl(base / "test.jsonl", [ex(i, dim, None) for i in range(100, 105)])
-            for v in ("none", "assessment"):
-                write_jsonl(tmp_path / "data" / "variants" / s / dim / f"{v}.jsonl", [ex(i, dim, v) for i in range(8)])
+    params = make_project(tmp_path, n_test=5)
     run_student(params, tmp_path)
     run_finetune(params, "chatterbot", "on_topic", "assessment", 0, tmp_path)
     return tmp_path, params

@@ -29,8 +29,9 @@ def ex(i: int, dim: str, variant: str | None) -> Example:
     return e if variant is None else e.with_target(variant, "" if variant == "none" else expl)
 
 
-@pytest.fixture
-def proj(tmp_path: Path) -> tuple[Path, dict]:
+def make_project(root: Path, *, n_test: int = 4) -> dict:
+    """Split and variant files for two sets x three dimensions under ``root``, and params for a very small
+    student and grid (chatterbot, on-topic); the evaluation tests use it too."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["split"]["mixed"] = False
     params["student"] = {"tiny": {"seed": 0, "vocab_size": 400, "hidden": 32, "layers": 1, "heads": 2, "kv_heads": 1,
@@ -39,12 +40,17 @@ def proj(tmp_path: Path) -> tuple[Path, dict]:
     params["train"].update(sets=["chatterbot"], dimensions=["on_topic"], epochs=1, batch_size=4, logging_steps=1)
     for s in ("chatterbot", "chatterbot_perturbed"):
         for dim in DIMS:
-            base = tmp_path / "data" / "splits" / s / dim
+            base = root / "data" / "splits" / s / dim
             write_jsonl(base / "train.jsonl", [ex(i, dim, None) for i in range(8)])
-            write_jsonl(base / "test.jsonl", [ex(i, dim, None) for i in range(100, 104)])
+            write_jsonl(base / "test.jsonl", [ex(i, dim, None) for i in range(100, 100 + n_test)])
             for v in ("none", "assessment"):
-                write_jsonl(tmp_path / "data" / "variants" / s / dim / f"{v}.jsonl", [ex(i, dim, v) for i in range(8)])
-    return tmp_path, params
+                write_jsonl(root / "data" / "variants" / s / dim / f"{v}.jsonl", [ex(i, dim, v) for i in range(8)])
+    return params
+
+
+@pytest.fixture
+def proj(tmp_path: Path) -> tuple[Path, dict]:
+    return tmp_path, make_project(tmp_path)
 
 
 def test_student_corpus_is_train_conversations_and_rubrics(proj):
