@@ -34,8 +34,11 @@ def test_profiles_train_what_the_paper_and_the_readme_say():
     from explainft.config import check_profile, finetune_config
 
     paper = load_params(ROOT / "configs" / "paper.yaml")
-    assert check_profile(paper)["finetunes"] == 7 * 3 * 4
+    assert check_profile(paper)["finetunes"] == 7 * 3 * 4 + 12  # + the length and random ablations on Mixed
     fc = finetune_config(paper)
+    assert (fc.ablation.sets, fc.ablation.dimensions) == (("mixed",), ("naturalness",))
+    assert [v for v in fc.ablation.variants if v.startswith("length_")] == [
+        f"length_{n}" for n in (5, 10, 25, 50, 75, 100, 150)]
     assert fc.student == "mistralai/Mistral-7B-v0.1" and fc.method == "lora" and fc.quantization == "auto"
     assert fc.lora == {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": [
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
@@ -45,6 +48,7 @@ def test_profiles_train_what_the_paper_and_the_readme_say():
     assert check_profile(smol)["finetunes"] == 6
     default = finetune_config(DEFAULT)
     assert (default.student, default.method) == ("tiny", "full")
+    assert len(default.cells()) == 3 * 3 * 2 + 10 and finetune_config(smol).ablation is None
     # the three profiles share everything before the student
     for section in ("data", "sources", "annotate", "merge"):
         assert smol[section] == DEFAULT[section]
@@ -169,7 +173,14 @@ def test_cli_check_and_use(tmp_path):
         (lambda p: p["train"].update(seeds=[]), "train.seeds"),
         (lambda p: p["train"].update(sets=["chatterbot", "coqa"]), "train.sets"),
         (lambda p: p["train"].update(dimensions=["fluency"]), "train.dimensions"),
-        (lambda p: p["train"].update(variants=["confidence"]), "train.variants"),  # not built by variants.names
+        (lambda p: p["train"].update(variants=["length_30"]), "train.variants"),  # not built by variants.names
+        (lambda p: p["train"].update(variants=["none", "confidence"]), "ablation.variants"),  # in both grids
+        (lambda p: p["ablation"].update(variants=["length_30"]), "ablation.variants"),  # not built
+        (lambda p: p["ablation"].update(sets=["chatterbot_perturbed", "coqa"]), "ablation.sets"),
+        (lambda p: p.update(train={**p["train"], "sets": ["chatterbot"]}), "ablation.sets"),  # not in train.sets
+        (lambda p: p["ablation"].update(dimensions=[]), "ablation.dimensions"),
+        (lambda p: p["ablation"].update(seeds=[1]), "ablation.seeds"),
+        (lambda p: p.update(ablation=["mixed"]), "ablation"),
         (lambda p: p["train"].update(method="qlora"), "train.method"),
         (lambda p: p["train"].update(quantization="int8"), "train.quantization"),
         (lambda p: p["train"].update(quantization="nf4", method="full"), "train.quantization"),
@@ -218,3 +229,21 @@ def test_dvc_yaml_plots_match_the_statistics_module():
         assert path in as_map, f"{path} missing from dvc.yaml plots"
         for key in ("x", "y", "template"):
             assert as_map[path][key] == props[key], (path, key)
+
+
+def test_cells_of_both_grids_and_errors_naming_the_grid():
+    from explainft.config import finetune_config
+
+    fc = finetune_config(DEFAULT)
+    cells = fc.cells()
+    assert cells[0] == ("chatterbot", "naturalness", "none", 0) and len(set(cells)) == len(cells)
+    assert ("mixed", "naturalness", "shuffle", 0) in cells and ("mixed", "on_topic", "shuffle", 0) not in cells
+    fc.check_cell("mixed", "naturalness", "length_8", 0)
+    for cell, key in ((("mixed", "on_topic", "shuffle", 0), "ablation.dimensions"),
+                      (("chatterbot", "naturalness", "shuffle", 0), "ablation.sets"),
+                      (("mixed", "naturalness", "length_30", 0), "train.variants"),
+                      (("mixed", "naturalness", "none", 3), "train.seeds"),
+                      (("coqa", "naturalness", "none", 0), "train.sets")):
+        with pytest.raises(ConfigError) as e:
+            fc.check_cell(*cell)
+        assert e.value.key == key, (cell, str(e.value))

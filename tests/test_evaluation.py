@@ -209,3 +209,62 @@ def test_paper_wins_are_counted_from_the_paper_tables():
 def test_row_labels():
     assert row_label("coqa", "none") == "coqa" and row_label("coqa", "assessment") == "coqa (E)"
     assert row_label("mixed", "length_25") == "mixed [length_25]"
+
+
+def _ablation_grid(root: Path) -> Grid:
+    """synthetic() plus an ablation grid on alpha: two types, two lengths, two random kinds, each with a known error."""
+    grid = synthetic(root)
+    rng = np.random.default_rng(1)
+    targets = rng.uniform(0.3, 0.7, size=200)
+    errors = {"confidence": 0.12, "both": 0.11, "length_5": 0.18, "length_10": 0.15, "shuffle": 0.17,
+              "fully_random": 0.25}
+    for v, err in errors.items():
+        cell = f"alpha/on_topic/{v}/seed_0"
+        _preds(root, f"finetuned/{cell}", "alpha", np.full(200, err), targets)
+        (root / "metrics/evaluate/finetuned/alpha/on_topic" / v).mkdir(parents=True, exist_ok=True)
+        test = {t: {"mse": err ** 2 + (0.002 if t != "alpha" else 0.0), "mae": err} for t in ("alpha", "beta")}
+        (root / "metrics/evaluate/finetuned" / f"{cell}.json").write_text(json.dumps({"test": test}))
+    (root / "metrics/variants.json").write_text(json.dumps(
+        {"cells": {"alpha/on_topic/assessment": {"mean_words": 20.0}, "alpha/on_topic/confidence": {"mean_words": 12.5},
+                   "alpha/on_topic/both": {"mean_words": 32.5}}}))
+    return Grid(sets=grid.sets, dimensions=grid.dimensions, variants=grid.variants, seeds=grid.seeds,
+                test_sets=grid.test_sets, ablation=tuple(("alpha", "on_topic", v) for v in errors))
+
+
+def test_report_ablation_tables_plots_and_metrics(tmp_path):
+    grid = _ablation_grid(tmp_path)
+    m = build_report(tmp_path, {"profile": "default", "train": {"student": "tiny"}}, grid, n_boot=200, ci=0.95,
+                     seed=0, commit="x")
+    # every model of both grids is checked against the baselines: 4 main + 6 ablation; fully_random (0.0625) loses
+    # to the prior (0.05)
+    assert m["models"] == 10 and m["beat_both_baselines"] == 9
+    assert m["ablation"]["type"] == {"alpha/on_topic/none": 0.04, "alpha/on_topic/assessment": 0.01,
+                                     "alpha/on_topic/confidence": 0.0144, "alpha/on_topic/both": 0.0121}
+    assert m["ablation"]["length"] == {"alpha/on_topic/none": 0.04, "alpha/on_topic/length_5": 0.0324,
+                                       "alpha/on_topic/length_10": 0.0225, "alpha/on_topic/assessment": 0.01}
+    assert set(m["ablation"]["random"]) == {f"alpha/on_topic/{v}" for v in
+                                            ("none", "assessment", "fully_random", "shuffle")}
+    length = (tmp_path / "reports/tables/ablation_length.csv").read_text().splitlines()
+    # ordered by words: none (0), length_5, length_10, assessment at its mean length (20)
+    assert length[0] == "set,dimension,variant,words,mse,mae"
+    assert [r.split(",")[2:4] for r in length[1:]] == [["none", "0.000000"], ["length_5", "5.000000"],
+                                                       ["length_10", "10.000000"], ["assessment", "20.000000"]]
+    typ = (tmp_path / "reports/tables/ablation_type.csv").read_text().splitlines()
+    assert typ[3] == "alpha,on_topic,confidence,12.500000,0.014400,0.120000"
+    random_rows = (tmp_path / "reports/tables/ablation_random.csv").read_text().splitlines()
+    assert "alpha,on_topic,shuffle,beta,0.030900,0.170000" in random_rows  # every test set, not only its own
+    for png in ("ablation_type.png", "ablation_length.png", "ablation_random_alpha_on_topic.png"):
+        assert (tmp_path / "reports/figures" / png).read_bytes()[:4] == b"\x89PNG"
+    md = (tmp_path / "reports/REPORT.md").read_text()
+    assert "### Random words instead of explanations (paper Table 4)" in md and "W-Associated" in md
+    assert "| alpha [fully_random] |" in md  # ablation rows join the cross-dataset matrices
+
+
+def test_report_without_an_ablation_grid_says_so(tmp_path):
+    grid = synthetic(tmp_path)
+    m = build_report(tmp_path, {"profile": "default", "train": {"student": "tiny"}}, grid, n_boot=200, ci=0.95,
+                     seed=0, commit="x")
+    md = (tmp_path / "reports/REPORT.md").read_text()
+    assert "no ablation grid" in md and "No random-word variant" in md
+    assert "length" not in m["ablation"] and "random" not in m["ablation"]
+    assert (tmp_path / "reports/tables/ablation_random.csv").read_text() == "set,dimension,variant,test_set,mse,mae\n"

@@ -73,6 +73,7 @@ def project(tmp_path: Path) -> Path:
                          "pretrain": {"steps": 3, "lr": 2.0e-3, "batch_size": 4, "seq_len": 64, "seed": 0}}
     params["train"].update(sets=["mixed"], dimensions=["on_topic"], variants=["none", "assessment"], epochs=1,
                            batch_size=4, logging_steps=1)
+    params["ablation"] = {"sets": ["mixed"], "dimensions": ["on_topic"], "variants": ["length_5"]}
     make_tokenizer(proj / "inputs" / "tokenizer")
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], proj)
@@ -92,8 +93,10 @@ def set_param(proj: Path, path: list[str], value) -> None:
 
 DATASETS = ("chatterbot", "chatterbot_perturbed", "cornell_movie_dialogs")
 PER_DATASET = ("download", "prepare", "annotate", "merge")
-FINETUNES = {"finetune@mixed-on_topic-none-0", "finetune@mixed-on_topic-assessment-0"}
-EVALUATES = {"evaluate@mixed-on_topic-none-0", "evaluate@mixed-on_topic-assessment-0", "baselines@on_topic"}
+FINETUNES = {"finetune@mixed-on_topic-none-0", "finetune@mixed-on_topic-assessment-0",
+             "finetune_ablation@mixed-on_topic-length_5-0"}
+EVALUATES = {"evaluate@mixed-on_topic-none-0", "evaluate@mixed-on_topic-assessment-0",
+             "evaluate_ablation@mixed-on_topic-length_5-0", "baselines@on_topic"}
 GLOBAL = {"split", "variants", "explanation_stats", "student", "analyse", "report"} | FINETUNES | EVALUATES
 ALL = {f"{s}@{d}" for s in PER_DATASET for d in DATASETS} | {"golden"} | GLOBAL
 
@@ -159,8 +162,10 @@ def test_repro_skip_and_partial_rerun(project: Path):
     assert set(ev["test"]) == {"chatterbot", "chatterbot_perturbed", "cornell_movie_dialogs", "mixed"}
     assert all(r["n"] == 2 for r in ev["test"].values())
     report = json.loads((project / "metrics/report.json").read_text())
-    assert report["cells"] == 1 and report["models"] == 2 and report["paper_cells"] == 6  # on-topic only
+    assert report["cells"] == 1 and report["models"] == 3 and report["paper_cells"] == 6  # on-topic only
+    assert set(report["ablation"]["length"]) == {f"mixed/on_topic/{v}" for v in ("none", "length_5", "assessment")}
     md = (project / "reports/REPORT.md").read_text()
+    assert "| mixed [length_5] |" in md and (project / "reports/figures/ablation_length.png").is_file()
     assert "## With vs without explanations" in md and "| mixed (E) |" in md
     assert (project / "reports/tables/on_topic_mse.csv").read_text().startswith(
         "trained on,chatterbot,chatterbot_perturbed,cornell_movie_dialogs,mixed\nUntuned,")

@@ -144,7 +144,7 @@ def test_eval_loss_is_score_only_and_metrics_and_live(tiny_dir, tmp_path):
     # evaluated every step (2 per epoch) and once per epoch end
     assert [p["step"] for p in ev["history"]] == [1, 2, 3, 4]
     assert [p["epoch"] for p in ev["per_epoch"]] == [1.0, 2.0]
-    saved = json.loads((tmp_path / "metrics.json").read_text())
+    saved = json.loads((tmp_path / "model" / "metrics.json").read_text())
     for key in ("train_loss", "train_loss_mean", "eval", "steps", "epochs", "seconds", "train_seconds",
                 "steps_per_second", "supervised_tokens", "supervised_tokens_per_second", "padding_share",
                 "padding_share_batch_mean", "padding_share_batch_max", "batches", "resumed_from", "encode", "config"):
@@ -271,7 +271,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tiny_dir, tmp_path):
     model, tok = load(tiny_dir)
     ref = finetune(model, tok, examples(12), {"test": examples(4, start=100)}, tmp_path / "ref", cfg(**RESUME_CFG))
 
-    got = json.loads((killed / "metrics.json").read_text())
+    got = json.loads((killed / "model" / "metrics.json").read_text())
     assert got["resumed_from"] == 2 and got["steps"] == ref["steps"] == 6
     a = load_file(killed / "model" / "model.safetensors")
     b = load_file(tmp_path / "ref" / "model" / "model.safetensors")

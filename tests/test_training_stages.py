@@ -38,6 +38,7 @@ def make_project(root: Path, *, n_test: int = 4) -> dict:
                                   "intermediate": 64, "max_positions": 1024},
                          "pretrain": {"steps": 2, "lr": 2.0e-3, "batch_size": 4, "seq_len": 32, "seed": 0}}
     params["train"].update(sets=["chatterbot"], dimensions=["on_topic"], epochs=1, batch_size=4, logging_steps=1)
+    params["ablation"] = {"sets": [], "dimensions": [], "variants": []}  # no ablation grid in these small projects
     for s in ("chatterbot", "chatterbot_perturbed"):
         for dim in DIMS:
             base = root / "data" / "splits" / s / dim

@@ -53,18 +53,53 @@ def use(name: str, root: str) -> None:
     """
 
     def work() -> None:
-        from .config import check_profile, load_params
-
         base = Path(root)
         src = base / "configs" / f"{name}.yaml"
         if not src.is_file():
             choices = sorted(p.stem for p in (base / "configs").glob("*.yaml"))
             raise click.ClickException(f"no profile {src}; available: {', '.join(choices)}")
-        check_profile(load_params(src))
+        params = check_profile_params(src)
         shutil.copyfile(src, base / "params.yaml")
-        click.echo(f"params.yaml <- {src}; run `dvc repro`")
+        n = write_artifacts(base / "dvc.yaml", params) if (base / "dvc.yaml").is_file() else 0
+        click.echo(f"params.yaml <- {src}; dvc.yaml artifacts: {n} models; run `dvc repro`")
 
     run_stage("use", work)
+
+
+def check_profile_params(path: Path) -> dict:
+    from .config import check_profile, load_params
+
+    params = load_params(path)
+    check_profile(params)
+    return params
+
+
+def write_artifacts(dvc_yaml: Path, params: dict) -> int:
+    from .artifacts import write
+
+    return write(dvc_yaml, params)
+
+
+@main.command("artifacts")
+@click.option("--root", default=".", type=click.Path(file_okay=False), help="project root")
+@click.option("--check", "check_only", is_flag=True, help="only check that dvc.yaml matches params.yaml")
+def artifacts_cmd(root: str, check_only: bool) -> None:
+    """Write (or --check) the artifacts: section of dvc.yaml from params.yaml's grid: one model per fine-tune."""
+
+    def work() -> None:
+        from .artifacts import is_current
+
+        base = Path(root)
+        params = check_profile_params(base / "params.yaml")
+        if check_only:
+            if not is_current(base / "dvc.yaml", params):
+                raise click.ClickException("dvc.yaml's artifacts do not match params.yaml's grid: "
+                                           "run `explainft artifacts`")
+            click.echo("dvc.yaml artifacts: up to date")
+            return
+        click.echo(f"dvc.yaml artifacts: {write_artifacts(base / 'dvc.yaml', params)} models")
+
+    run_stage("artifacts", work)
 
 
 @main.command()
@@ -89,8 +124,6 @@ def rate(model_dir: str, input_path: str, output_path: str, dimension: str, base
     """
 
     def work() -> None:
-        import sys
-
         from .records import Conversation, read_jsonl, write_jsonl
         from .scoring import ScoringError, example_for, load_rater, predictions, score_examples
 
@@ -102,7 +135,7 @@ def rate(model_dir: str, input_path: str, output_path: str, dimension: str, base
             raise ScoringError(f"test set {test_set!r} is empty: {input_path} holds no conversations")
         model, tok = load_rater(model_dir, base=base)
         scored = score_examples(model, tok, examples, max_length=max_length, batch_size=batch_size,
-                                test_set=test_set, progress=sys.stderr.isatty())
+                                test_set=test_set, progress=True)
         name = model_name or Path(model_dir).as_posix()
         n = write_jsonl(output_path, predictions(examples, scored, name, test_set, with_target=False))
         mean = sum(s.expected for s in scored) / n

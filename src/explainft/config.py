@@ -17,7 +17,7 @@ from .errors import ConfigError
 
 # Sections a profile may hold. Later stages add theirs here.
 SECTIONS = ("profile", "data", "sources", "annotate", "merge", "golden", "split", "variants", "stats", "student",
-            "train", "evaluate", "analysis")
+            "train", "ablation", "evaluate", "analysis")
 DATA_KEYS = {"datasets", "per_dataset", "seed", "on_error"}
 SOURCE_KEYS = {"fetch", "options"}
 
@@ -369,6 +369,76 @@ class FinetuneConfig:
     accelerate_config: str | None
     device: str
     train: Any  # explainft.train.TrainConfig
+    ablation: "AblationConfig | None" = None
+
+    def cells(self) -> list[tuple[str, str, str, int]]:
+        """Every (set, dimension, variant, seed) this profile fine-tunes: the main grid, then the ablation grid."""
+        main = [(s, d, v, k) for s in self.sets for d in self.dimensions for v in self.variants for k in self.seeds]
+        return main + (self.ablation.cells(self.seeds) if self.ablation else [])
+
+    def check_cell(self, train_set: str, dimension: str, variant: str, seed: int) -> None:
+        """ConfigError naming the key when the cell is in neither grid (train.* nor ablation.*)."""
+        if (train_set, dimension, variant, seed) in self.cells():
+            return
+        if seed not in self.seeds:
+            raise ConfigError("train.seeds", f"{seed!r} is not listed ({', '.join(map(str, self.seeds))})")
+        ab = self.ablation
+        if ab is not None and variant in ab.variants:
+            for value, allowed, key in ((train_set, ab.sets, "ablation.sets"),
+                                        (dimension, ab.dimensions, "ablation.dimensions")):
+                if value not in allowed:
+                    raise ConfigError(key, f"{value!r} is not listed ({', '.join(allowed)})")
+        for value, allowed, key in ((train_set, self.sets, "train.sets"), (dimension, self.dimensions, "train.dimensions"),
+                                    (variant, self.variants + (ab.variants if ab else ()), "train.variants")):
+            if value not in allowed:
+                raise ConfigError(key, f"{value!r} is not listed ({', '.join(map(str, allowed))})")
+        raise ConfigError("train.variants", f"cell {train_set}/{dimension}/{variant} is not in the grid")
+
+
+ABLATION_KEYS = {"sets", "dimensions", "variants"}
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    """The ``ablation`` section: extra variants fine-tuned on a few sets x dimensions only (the paper trains the
+    type, length and random-word ablations on Mixed), with the main grid's settings and seeds."""
+
+    sets: tuple[str, ...]
+    dimensions: tuple[str, ...]
+    variants: tuple[str, ...]
+
+    def cells(self, seeds: tuple[int, ...]) -> list[tuple[str, str, str, int]]:
+        return [(s, d, v, k) for s in self.sets for d in self.dimensions for v in self.variants for k in seeds]
+
+
+def ablation_config(params: dict[str, Any], main_sets: tuple[str, ...], main_dims: tuple[str, ...],
+                    main_variants: tuple[str, ...]) -> AblationConfig | None:
+    """Check the ``ablation`` section against the main grid; None when absent or when it lists no variants.
+
+    Its sets and dimensions must be in the main grid (the ablation is read against that grid's score-only and
+    explanation models); its variants must be built (variants.names) and not already in train.variants (both
+    grids would write the same model).
+    """
+    sec = params.get("ablation")
+    if sec is None:
+        return None
+    if not isinstance(sec, dict):
+        raise ConfigError("ablation", f"must be a mapping ({', '.join(sorted(ABLATION_KEYS))}), got {sec!r}")
+    unknown = sorted(set(sec) - ABLATION_KEYS)
+    if unknown:
+        raise ConfigError(f"ablation.{unknown[0]}", f"unknown key; known: {', '.join(sorted(ABLATION_KEYS))}")
+    variants = sec.get("variants", [])
+    if variants == []:
+        return None
+    built = variants_config(params)[0]
+    variants = _str_list(variants, "ablation.variants", built)
+    twice = [v for v in variants if v in main_variants]
+    if twice:
+        raise ConfigError("ablation.variants", f"{twice[0]!r} is already in train.variants (the main grid trains it "
+                                               "on every set and dimension); list it in one of the two")
+    sets = _str_list(sec.get("sets"), "ablation.sets", main_sets)
+    dims = _str_list(sec.get("dimensions"), "ablation.dimensions", main_dims)
+    return AblationConfig(sets=sets, dimensions=dims, variants=variants)
 
 
 def finetune_config(params: dict[str, Any]) -> FinetuneConfig:
@@ -430,7 +500,7 @@ def finetune_config(params: dict[str, Any]) -> FinetuneConfig:
     return FinetuneConfig(student=student.strip(), sets=sets, dimensions=dims, variants=variants,
                           seeds=tuple(seeds), method=method, quantization=quant, lora=lora,
                           gradient_checkpointing=gc, num_processes=nproc, accelerate_config=acc, device=device,
-                          train=tc)
+                          train=tc, ablation=ablation_config(params, sets, dims, variants))
 
 
 def check_profile(params: dict[str, Any]) -> dict[str, Any]:
@@ -462,7 +532,7 @@ def check_profile(params: dict[str, Any]) -> dict[str, Any]:
     if "train" in params:
         fc = finetune_config(params)
         summary["student"] = fc.student
-        summary["finetunes"] = len(fc.sets) * len(fc.dimensions) * len(fc.variants) * len(fc.seeds)
+        summary["finetunes"] = len(fc.cells())
     if "evaluate" in params:
         from .evaluation import evaluate_config
 

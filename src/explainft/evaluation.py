@@ -108,7 +108,8 @@ def _score_all(model: Any, tok: Any, sets: dict[str, list[Example]], *, name: st
         shutil.rmtree(out_dir)
     result: dict[str, Any] = {}
     for test_set, exs in sets.items():
-        scored = score_examples(model, tok, exs, max_length=max_length, batch_size=batch_size, test_set=test_set)
+        scored = score_examples(model, tok, exs, max_length=max_length, batch_size=batch_size, test_set=test_set,
+                                progress=True)
         preds = predictions(exs, scored, name, test_set)
         write_jsonl(out_dir / f"{test_set}.jsonl", preds)
         result[test_set] = {**summary(preds), "mass": round(sum(s.mass for s in scored) / len(scored), 6),
@@ -125,10 +126,7 @@ def run_evaluate(params: dict[str, Any], train_set: str, dimension: str, variant
 
     fc = finetune_config(params)
     ec = evaluate_config(params)
-    for value, allowed, key in ((train_set, fc.sets, "train.sets"), (dimension, fc.dimensions, "train.dimensions"),
-                                (variant, fc.variants, "train.variants"), (seed, fc.seeds, "train.seeds")):
-        if value not in allowed:
-            raise ConfigError(key, f"{value!r} is not listed ({', '.join(map(str, allowed))})")
+    fc.check_cell(train_set, dimension, variant, seed)
     cell = cell_path(train_set, dimension, variant, seed)
     model_dir = root / "models" / "finetuned" / cell / "model"
     sets = load_test_sets(params, dimension, root)

@@ -18,9 +18,10 @@ from .records import Conversation, Item, Rating, read_jsonl, write_jsonl
 
 
 def _progress(total: int, desc: str):
-    from tqdm import tqdm
+    """Annotation progress: a bar in a terminal, plain lines in a log (explainft.progress)."""
+    from .progress import progress
 
-    return tqdm(total=total, desc=desc, unit="rating", disable=None, mininterval=2.0)
+    return progress(total, desc, "ratings")
 
 
 def annotate_conversations(convs: list[Conversation], params: dict[str, Any], desc: str) -> tuple[list[Rating], dict]:

@@ -62,6 +62,11 @@ class Grid:
     variants: tuple[str, ...]
     seeds: tuple[int, ...]
     test_sets: dict[str, tuple[str, ...]]  # per dimension
+    ablation: tuple[tuple[str, str, str], ...] = ()  # (set, dimension, variant) cells of the ablation grid
+
+    def variants_of(self, train_set: str, dimension: str) -> tuple[str, ...]:
+        """Every variant trained on this set x dimension: the main grid's, then the ablation grid's."""
+        return self.variants + tuple(v for s, d, v in self.ablation if (s, d) == (train_set, dimension))
 
 
 def row_label(train_set: str, variant: str) -> str:
@@ -115,7 +120,7 @@ def collect(root: Path, grid: Grid) -> dict[str, Any]:
         base = _load_json(root / "metrics" / "evaluate" / "baselines" / f"{dim}.json")
         rows: dict[str, dict[str, dict[str, float]]] = {"Untuned": base["untuned"], "Prior": base["prior"]}
         for s in grid.sets:
-            for v in grid.variants:
+            for v in grid.variants_of(s, dim):
                 per_seed = [_load_json(root / "metrics" / "evaluate" / "finetuned" / s / dim / v / f"seed_{k}.json")["test"]
                             for k in grid.seeds]
                 rows[row_label(s, v)] = {t: {m: float(np.mean([r[t][m] for r in per_seed])) for m in ("mse", "mae")}
@@ -156,7 +161,7 @@ def baseline_check(numbers: Mapping[str, Any], grid: Grid) -> list[dict[str, Any
         for s in grid.sets:
             if s not in grid.test_sets[dim]:
                 continue
-            for v in grid.variants:
+            for v in grid.variants_of(s, dim):
                 mse = rows[row_label(s, v)][s]["mse"]
                 out.append({"set": s, "dimension": dim, "variant": v, "mse": mse,
                             "untuned": rows["Untuned"][s]["mse"], "prior": rows["Prior"][s]["mse"],
@@ -168,7 +173,8 @@ def baseline_check(numbers: Mapping[str, Any], grid: Grid) -> list[dict[str, Any
 
 
 def paper_table(root: Path, dim: str, metric: str) -> tuple[list[str], list[list[str]]] | None:
-    name = PAPER_TABLES.get((dim, metric))
+    name = ("table4_random_naturalness_mse.csv", 4) if (dim, metric) == ("naturalness", "random") else \
+        PAPER_TABLES.get((dim, metric))
     if name is None or not (root / "paper" / name[0]).is_file():
         return None
     with open(root / "paper" / name[0], newline="") as fh:
@@ -358,7 +364,7 @@ def build_report(root: Path, params: Mapping[str, Any], grid: Grid, *, n_boot: i
         if loss_curves_figure(root, grid, dim, figures / f"test_loss_{dim}.png"):
             w(f"![test loss, {dim}](figures/test_loss_{dim}.png)\n\n")
 
-    _ablations(w, root, numbers, grid, tables, figures)
+    ablation_metrics = _ablations(w, root, numbers, grid, tables, figures)
     _analyses(w, root, grid)
 
     w("## The paper's numbers\n\n")
@@ -398,6 +404,7 @@ def build_report(root: Path, params: Mapping[str, Any], grid: Grid, *, n_boot: i
         "explanations_win": sum(r["explanations_win"] for r in wvw), "cells": len(wvw),
         "beat_both_baselines": ok, "models": len(check),
         "paper_explanations_win": p_wins, "paper_cells": p_total,
+        "ablation": ablation_metrics,
     }
     write_json(root / "metrics" / "report.json", metrics)
     return metrics
@@ -409,47 +416,165 @@ def _variant_kind(v: str) -> str:
     return parse_variant(v).kind
 
 
-def _ablations(w: Any, root: Path, numbers: Mapping[str, Any], grid: Grid, tables: Path, figures: Path) -> None:
-    """Explanation type, length and random-word substitutes (paper Fig. 4, Fig. 6, Table 4): own-test-set error
-    of every variant the grid trained."""
-    w("## Ablations: explanation type, length, random words\n\n")
-    kinds = {v: _variant_kind(v) for v in grid.variants}
-    if set(kinds.values()) == {"type"} and len(grid.variants) <= 2:
-        w(f"This grid trains {', '.join(grid.variants)} only: the type, length and random-word ablations need "
-          "more variants in `train.variants` (README, \"Ablations\"). What it has:\n\n")
-    rows, csv_rows = [], []
+PAPER_RANDOM_ROWS = {"none": "Mixed", "assessment": "Mixed (E)", "fully_random": "Fully", "shuffle": "Shuffle",
+                     "associated": "Associated", "weighted_shuffle": "W-Shuffle", "weighted_associated": "W-Associated"}
+
+
+def _mean_words(root: Path, train_set: str, dim: str, variant: str) -> float | None:
+    """Mean explanation length in words of a training variant (metrics/variants.json, from the variants stage)."""
+    path = root / "metrics" / "variants.json"
+    if not path.is_file():
+        return None
+    cell = json.loads(path.read_text()).get("cells", {}).get(f"{train_set}/{dim}/{variant}")
+    return None if cell is None else float(cell["mean_words"])
+
+
+def ablation_rows(root: Path, numbers: Mapping[str, Any], grid: Grid) -> list[dict[str, Any]]:
+    """Own-test-set error of every variant trained on each set x dimension (main and ablation grids)."""
+    out = []
     for dim in grid.dimensions:
         for s in grid.sets:
             if s not in grid.test_sets[dim]:
                 continue
             cells = numbers[dim]["rows"]
-            vals = {v: cells[row_label(s, v)][s] for v in grid.variants}
-            rows.append([s, dim] + [_fmt(vals[v]["mse"]) for v in grid.variants])
-            csv_rows += [[s, dim, v, kinds[v], vals[v]["mse"], vals[v]["mae"]] for v in grid.variants]
-    w("Test MSE on the training set's own test split, per training-target variant.\n\n")
-    w(_md_table(["training set", "dimension"] + list(grid.variants), rows))
+            for v in grid.variants_of(s, dim):
+                kind = _variant_kind(v)
+                words = 0.0 if v == SCORE_ONLY else (float(v.split("_", 1)[1]) if kind == "length" else
+                                                     _mean_words(root, s, dim, v))
+                out.append({"set": s, "dimension": dim, "variant": v, "kind": kind, "words": words,
+                            "mse": cells[row_label(s, v)][s]["mse"], "mae": cells[row_label(s, v)][s]["mae"]})
+    return out
+
+
+def _ablations(w: Any, root: Path, numbers: Mapping[str, Any], grid: Grid, tables: Path, figures: Path) -> dict:
+    """Explanation type (paper Fig. 4), length (Fig. 6) and random-word substitutes (Table 4): tables in REPORT.md,
+    CSVs in reports/tables (declared as DVC plots) and PNGs in reports/figures. Returns the ablation metrics."""
+    w("## Ablations: explanation type, length, random words\n\n")
+    rows = ablation_rows(root, numbers, grid)
+    _write_csv(tables / "ablations.csv", ["set", "dimension", "variant", "kind", "words", "mse", "mae"],
+               [[r[k] for k in ("set", "dimension", "variant", "kind", "words", "mse", "mae")] for r in rows])
+    ablated = sorted({(s, d) for s, d, _ in grid.ablation}, key=lambda c: (grid.sets.index(c[0]), c[1]))
+    if not ablated:
+        w(f"This profile has no ablation grid (`ablation.variants` is empty), so only {', '.join(grid.variants)} were "
+          "trained; README, \"Ablations\", shows how to add one or run it as an experiment.\n\n")
+    metrics: dict[str, Any] = {}
+    by_cell: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        by_cell.setdefault((r["set"], r["dimension"]), []).append(r)
+
+    # explanation type
+    type_rows = [r for c in ablated for r in by_cell[c] if r["kind"] == "type"]
+    w("### Explanation type (paper Fig. 4)\n\n")
+    w("Test MSE and MAE on the training set's own test split. The paper: assessment, confidence and both all beat "
+      "no explanation, and are close to each other.\n\n")
+    type_src = type_rows or [r for r in rows if r["kind"] == "type"]
+    w(_md_table(["training set", "dimension", "variant", "words (mean)", "MSE", "MAE"],
+                [[r["set"], r["dimension"], r["variant"], _fmt(r["words"], 1), _fmt(r["mse"]), _fmt(r["mae"])]
+                 for r in type_src]))
     w("\n")
-    _write_csv(tables / "ablations.csv", ["set", "dimension", "variant", "kind", "mse", "mae"], csv_rows)
-    lengths = sorted((int(v.split("_", 1)[1]), v) for v in grid.variants if kinds[v] == "length")
-    if lengths:
-        plt = _figure_context()
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-        for dim in grid.dimensions:
-            for s in grid.sets:
-                if s not in grid.test_sets[dim]:
-                    continue
-                cells = numbers[dim]["rows"]
-                for ax, metric in zip(axes, ("mse", "mae")):
-                    ax.plot([n for n, _ in lengths], [cells[row_label(s, v)][s][metric] for _, v in lengths],
-                            marker="o", ms=3, label=f"{s} / {dim}")
-        for ax, metric in zip(axes, ("MSE", "MAE")):
-            ax.set_xlabel("explanation length (words)")
-            ax.set_ylabel(f"test {metric}")
-            ax.grid(alpha=0.3)
-        axes[1].legend(fontsize=7)
-        _save(fig, figures / "explanation_length.png")
-        plt.close(fig)
-        w("![explanation length](figures/explanation_length.png)\n\n")
+    _write_csv(tables / "ablation_type.csv", ["set", "dimension", "variant", "words", "mse", "mae"],
+               [[r["set"], r["dimension"], r["variant"], r["words"], r["mse"], r["mae"]] for r in type_src])
+    _bars_figure([f"{r['set']}/{r['dimension']}: {r['variant']}" for r in type_src], [r["mse"] for r in type_src],
+                 "test MSE (own test set)", "Explanation type", figures / "ablation_type.png")
+    w("![explanation type](figures/ablation_type.png)\n\n")
+    for r in type_rows:
+        metrics.setdefault("type", {})[f"{r['set']}/{r['dimension']}/{r['variant']}"] = round(r["mse"], 6)
+
+    # length
+    w("### Explanation length (paper Fig. 6)\n\n")
+    length_rows = []
+    for c in ablated:
+        pts = [r for r in by_cell[c] if r["kind"] == "length" or r["variant"] in (SCORE_ONLY, EXPLAINED)]
+        if any(r["kind"] == "length" for r in pts):
+            length_rows += sorted(pts, key=lambda r: (r["words"] is None, r["words"] or 0.0))
+    if length_rows:
+        w("Explanations truncated to their first N words (0: score only; \"assessment\": untruncated, at its mean "
+          "length). The paper: 25-50 words give most of the gain, with diminishing returns after.\n\n")
+        w(_md_table(["training set", "dimension", "variant", "words", "MSE", "MAE"],
+                    [[r["set"], r["dimension"], r["variant"], _fmt(r["words"], 1), _fmt(r["mse"]), _fmt(r["mae"])]
+                     for r in length_rows]))
+        w("\n")
+        _length_figure(length_rows, figures / "ablation_length.png")
+        w("![explanation length](figures/ablation_length.png)\n\n")
+        for r in length_rows:
+            metrics.setdefault("length", {})[f"{r['set']}/{r['dimension']}/{r['variant']}"] = round(r["mse"], 6)
+    else:
+        w("No `length_<N>` variant in the ablation grid.\n\n")
+    _write_csv(tables / "ablation_length.csv", ["set", "dimension", "variant", "words", "mse", "mae"],
+               [[r["set"], r["dimension"], r["variant"], r["words"], r["mse"], r["mae"]] for r in length_rows])
+
+    # random words
+    w("### Random words instead of explanations (paper Table 4)\n\n")
+    random_csv = []
+    for s, dim in ablated:
+        variants = [v for v in grid.variants_of(s, dim)
+                    if v in (SCORE_ONLY, EXPLAINED) or _variant_kind(v) == "random"]
+        if not any(_variant_kind(v) == "random" for v in variants):
+            continue
+        tests = list(grid.test_sets[dim])
+        cells = numbers[dim]["rows"]
+        w(f"Test MSE of the models trained on {s}, {dim}, on every test set: score only, the real explanations, and "
+          "the same number of random words (Fully: dictionary words; Shuffle: non-stopwords of all explanations; "
+          "Associated: of explanations with the same score; W-: sampled by frequency). The paper: real explanations "
+          "best, every kind but Fully beats score only, Associated beats Shuffle, weighting does not help.\n\n")
+        w(_md_table(["variant"] + tests, [[v] + [_fmt(cells[row_label(s, v)][t]["mse"]) for t in tests]
+                                          for v in variants]))
+        w("\n")
+        for v in variants:
+            random_csv += [[s, dim, v, t, cells[row_label(s, v)][t]["mse"], cells[row_label(s, v)][t]["mae"]]
+                           for t in tests]
+            metrics.setdefault("random", {})[f"{s}/{dim}/{v}"] = round(cells[row_label(s, v)][s]["mse"], 6)
+        own = [cells[row_label(s, v)][s]["mse"] for v in variants]
+        _bars_figure(variants, own, f"test MSE on {s}", f"Random words: {s}, {dim}",
+                     figures / f"ablation_random_{s}_{dim}.png")
+        w(f"![random words](figures/ablation_random_{s}_{dim}.png)\n\n")
+    if not random_csv:
+        w("No random-word variant in the ablation grid.\n\n")
+    _write_csv(tables / "ablation_random.csv", ["set", "dimension", "variant", "test_set", "mse", "mae"], random_csv)
+    t4 = paper_table(root, "naturalness", "random")
+    if t4 is not None:
+        w("The paper's Table 4 (Mixed, naturalness MSE):\n\n")
+        w(_md_table(t4[0], t4[1]))
+        w("\n")
+    return metrics
+
+
+def _bars_figure(labels: Sequence[str], values: Sequence[float], xlabel: str, title: str, out: Path) -> None:
+    plt = _figure_context()
+    fig, ax = plt.subplots(figsize=(6.5, 0.32 * len(labels) + 1.2))
+    y = np.arange(len(labels))
+    ax.barh(y, values, color="tab:blue")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    _save(fig, out)
+    plt.close(fig)
+
+
+def _length_figure(rows: Sequence[Mapping[str, Any]], out: Path) -> None:
+    plt = _figure_context()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    cells: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        cells.setdefault((r["set"], r["dimension"]), []).append(r)
+    for (s, dim), pts in cells.items():
+        trunc = [r for r in pts if r["variant"] != EXPLAINED]
+        full = [r for r in pts if r["variant"] == EXPLAINED and r["words"] is not None]
+        for ax, metric in zip(axes, ("mse", "mae")):
+            line = ax.plot([r["words"] for r in trunc], [r[metric] for r in trunc], marker="o", ms=3,
+                           label=f"{s} / {dim}")[0]
+            for r in full:
+                ax.plot([r["words"]], [r[metric]], marker="*", ms=9, color=line.get_color(), ls="none",
+                        label=f"{s} / {dim}: assessment (untruncated)")
+    for ax, metric in zip(axes, ("MSE", "MAE")):
+        ax.set_xlabel("explanation length (words)")
+        ax.set_ylabel(f"test {metric}")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    _save(fig, out)
+    plt.close(fig)
 
 
 def _analyses(w: Any, root: Path, grid: Grid) -> None:
@@ -491,8 +616,10 @@ def grid_from_params(params: Mapping[str, Any]) -> Grid:
     fc = finetune_config(dict(params))
     golden = [GOLDEN] if (params.get("golden") or {}).get("path") else []
     tests = tuple(split_sets(dict(params))) + tuple(golden)
+    ab = fc.ablation
+    cells = tuple((s, d, v) for s in ab.sets for d in ab.dimensions for v in ab.variants) if ab else ()
     return Grid(sets=fc.sets, dimensions=fc.dimensions, variants=fc.variants, seeds=fc.seeds,
-                test_sets={d: tests for d in fc.dimensions})
+                test_sets={d: tests for d in fc.dimensions}, ablation=cells)
 
 
 def run_report(params: dict[str, Any], root: Path = Path("."), *, commit: str | None = None) -> dict[str, Any]:

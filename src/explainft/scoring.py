@@ -76,6 +76,8 @@ from typing import Any, Sequence
 
 from .encode import POSITIONS, Encoded, EncodeError, encode_example, pad_id_for, score_token_ids
 from .errors import ExplainftError
+from .progress import SilentProgress, quiet_library_bars
+from .progress import progress as _reporter
 from .records import Conversation, Example, Prediction
 
 LABELS = (1, 2, 3, 4, 5)
@@ -256,7 +258,8 @@ def score_examples(model: Any, tokenizer: Any, examples: Sequence[Example], *, m
                    position: str = "after", test_set: str | None = None, progress: bool = False) -> list[ScoredItem]:
     """Score each example in one forward pass per batch; results in input order (see the module docstring).
 
-    ``test_set`` only names the set in error messages. ``progress`` shows a tqdm bar.
+    ``test_set`` names the set in error messages and progress. ``progress`` reports the examples scored
+    (:func:`explainft.progress.progress`: a bar in a terminal, plain lines otherwise, on stderr).
     """
     import torch
 
@@ -275,17 +278,14 @@ def score_examples(model: Any, tokenizer: Any, examples: Sequence[Example], *, m
     was_training = bool(getattr(model, "training", False))
     model.eval()
     try:
-        it: Any = batches
-        if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(batches, desc=f"scoring {test_set or ''}".strip(), unit="batch")
-        with torch.inference_mode():
-            for batch in it:
+        bar = _reporter(len(encoded), f"score {test_set or ''}".strip(), "items") if progress else SilentProgress()
+        with bar, torch.inference_mode():
+            for batch in batches:
                 rows = [encoded[i].input_ids[: encoded[i].score_index] for i in batch]
                 probs, mass = _distribution(_batch_logits(model, rows, pad_id, state), ids)
                 for j, i in enumerate(batch):
                     results[i] = _item(encoded[i], probs[j], mass[j])
+                bar.update(len(batch))
     finally:
         if was_training:
             model.train()
@@ -380,6 +380,7 @@ def _base_folder(adapter: Path, base: str | None) -> str:
     return str(base)  # maybe a Hub id; loading says if it is not
 
 
+@quiet_library_bars()  # transformers' "Loading weights" bar only in a terminal
 def load_rater(path: str | Path, *, base: str | None = None, device: str = "auto", dtype: str = "auto"):
     """Load a rater for inference: ``(model, tokenizer)``, eval mode, fp32 on CPU (bf16 on CUDA with ``auto``).
 

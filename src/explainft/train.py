@@ -40,7 +40,7 @@ full; see ``students.py``) on the encoded training examples
 * **Outputs**: ``out_dir/model`` (``save_pretrained``, safetensors; the
   adapter only for a peft model; the tokenizer and ``trainer_state.json``
   beside it),
-  ``out_dir/metrics.json`` (see :func:`finetune`), ``out_dir/live``.
+  ``out_dir/model/metrics.json`` (see :func:`finetune`), ``out_dir/live``.
 
 Saving checkpoints follows evaluation: every ``eval_steps`` steps when it is
 set, else at every epoch end.
@@ -60,6 +60,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .encode import IGNORE, POSITIONS, EncodeError, Encoded, collate, encode_all, pad_id_for
 from .errors import ConfigError
+from .progress import quiet_library_bars, training_callback
 from .records import Example
 
 CHECKPOINTS = "checkpoints"
@@ -403,7 +404,7 @@ def training_arguments(cfg: TrainConfig, out_dir: Path, *, n_eval: int):
         use_cpu=not cuda,
         bf16=bool(cuda and torch.cuda.is_bf16_supported()),
         report_to="none",
-        disable_tqdm=os.environ.get("EXPLAINFT_TQDM", "0") != "1",
+        disable_tqdm=True,  # progress: explainft.progress.training_callback (added by finetune)
         remove_unused_columns=False,
         dataloader_num_workers=0,
         prediction_loss_only=True,
@@ -422,14 +423,16 @@ def training_arguments(cfg: TrainConfig, out_dir: Path, *, n_eval: int):
 # --------------------------------------------------------------------------- the fine-tune
 
 
+@quiet_library_bars()  # transformers' own bars (saving shards) only in a terminal
 def finetune(model: Any, tokenizer: Any, train: list[Example], evals: dict[str, list[Example]], out_dir: Path,
              cfg: TrainConfig, *, callbacks: Sequence[Any] = (), fingerprint: Mapping[str, Any] | None = None,
              keep_checkpoints: bool = True, live_dir: Path | None = None) -> dict[str, Any]:
     """Fine-tune ``model`` on ``train``, evaluating the score-only loss on each of ``evals``; returns the metrics.
 
     Resumes from the newest checkpoint in ``out_dir/checkpoints`` if there is
-    one. Writes ``out_dir/model``, ``out_dir/metrics.json``, ``out_dir/live``.
-    ``callbacks`` are extra ``TrainerCallback``s (progress, tests).
+    one. Writes ``out_dir/model`` (with ``metrics.json``), ``out_dir/live``.
+    ``callbacks`` are extra ``TrainerCallback``s (tests). Progress (optimizer steps, the latest training
+    and evaluation losses) goes to stderr: :func:`explainft.progress.training_callback`.
     ``live_dir``: where the dvclive curves go (default ``out_dir/live``).
 
     ``fingerprint`` identifies the run (config, data, student): it is stored
@@ -479,8 +482,14 @@ def finetune(model: Any, tokenizer: Any, train: list[Example], evals: dict[str, 
     collator = Collator(pad_id_for(tokenizer))
     args = training_arguments(cfg, out_dir, n_eval=len(eval_ds))
     Trainer = _trainer_cls()
+    from transformers import PrinterCallback
+
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds or None,
-                      data_collator=collator, callbacks=[_epoch_eval_callback(), *callbacks])
+                      data_collator=collator,
+                      callbacks=[_epoch_eval_callback(), training_callback(f"train {out_dir.as_posix()}"), *callbacks])
+    # the progress callback reports the steps and losses; the Trainer's PrinterCallback would also print every
+    # log dict to stdout (all of them stay in trainer_state.json and the live curves)
+    trainer.remove_callback(PrinterCallback)
 
     main = trainer.is_world_process_zero()
     ckpt_dir = out_dir / CHECKPOINTS
@@ -550,7 +559,7 @@ def finetune(model: Any, tokenizer: Any, train: list[Example], evals: dict[str, 
         "config": dataclasses.asdict(cfg),
     }
     if main:
-        _write_json(out_dir / METRICS, metrics)
+        _write_json(out_dir / MODEL / METRICS, metrics)  # beside the model: out_dir holds only declared outputs
         if not keep_checkpoints:
             for p in ckpt_dir.glob("checkpoint-*"):
                 shutil.rmtree(p, ignore_errors=True)

@@ -112,10 +112,7 @@ def run_finetune(params: dict[str, Any], train_set: str, dimension: str, variant
     from .train import finetune
 
     fc = finetune_config(params)
-    for value, allowed, key in ((train_set, fc.sets, "train.sets"), (dimension, fc.dimensions, "train.dimensions"),
-                                (variant, fc.variants, "train.variants"), (seed, fc.seeds, "train.seeds")):
-        if value not in allowed:
-            raise ConfigError(key, f"{value!r} is not listed ({', '.join(map(str, allowed))})")
+    fc.check_cell(train_set, dimension, variant, seed)
     train_path = root / "data" / "variants" / train_set / dimension / f"{variant}.jsonl"
     test_path = root / "data" / "splits" / train_set / dimension / "test.jsonl"
     train = list(read_jsonl(train_path, Example))
