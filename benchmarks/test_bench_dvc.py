@@ -9,12 +9,10 @@ Skipped, with the reason, unless ``dvc status`` there is clean first (a repro wo
 otherwise run stages), and skipped if another DVC command holds the repository lock.
 The workspace must come out unchanged: ``git status --porcelain`` and the dvc.lock bytes
 are compared before and after. A clean copy of the committed state, when the working tree is
-mid-edit (the outputs come from a copy of the DVC cache; the ``cache: false`` checkpoints and
-the files under models/finetuned that no stage declares but ``analyse`` hashes, from the tree)::
+mid-edit (every output, the fine-tunes' checkpoints included, comes from a copy of the DVC cache)::
 
     git clone -q . /tmp/ws && cp -r .dvc/cache /tmp/ws/.dvc/ && ln -s "$PWD/.venv" /tmp/ws/.venv
-    (cd /tmp/ws && dvc checkout -q) && cp -r models/finetuned/. /tmp/ws/models/finetuned/
-    (cd /tmp/ws && dvc status)   # must say "Data and pipelines are up to date."
+    (cd /tmp/ws && dvc checkout -q && dvc status)   # must say "Data and pipelines are up to date."
 
 dvc_status_paper: ``dvc status`` on the paper profile's full graph (configs/paper.yaml as
 params.yaml: 6 datasets, 7 sets x 3 dimensions x 4 variants of finetune and evaluate plus the
