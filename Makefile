@@ -35,7 +35,7 @@ check: setup
 
 # Re-pin requirements.lock from the current .venv (after changing dependencies on purpose).
 lock:
-	{ sed -n '1,4p' requirements.lock; $(VENV)/bin/python -m pip list --format=freeze --exclude-editable | grep -vi '^explainft' \
+	{ sed -n '1,4p' requirements.lock; $(VENV)/bin/python -m pip list --format=freeze --exclude-editable | grep -viE '^(explainft|pip|setuptools)==' \
 	  | sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/'; } > requirements.lock.new && mv requirements.lock.new requirements.lock
 
 clean-venv:

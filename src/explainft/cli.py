@@ -147,3 +147,25 @@ def rate(model_dir: str, input_path: str, output_path: str, dimension: str, base
                    f"truncated {truncated})")
 
     run_stage("rate", work)
+
+
+@main.command("plots")
+@click.argument("revs", nargs=-1)
+@click.option("--targets", multiple=True, help="plot files or dvc.yaml plot ids (default: every declared plot)")
+@click.option("-o", "--out", "out_dir", default="dvc_plots_png", show_default=True, type=click.Path(file_okay=False))
+@click.option("--root", default=".", type=click.Path(file_okay=False), help="project root")
+def plots_cmd(revs: tuple[str, ...], targets: tuple[str, ...], out_dir: str, root: str) -> None:
+    """`dvc plots show` (no REVS) or `dvc plots diff REVS` as PNG files, readable with no network.
+
+    DVC's HTML page loads its chart library from a CDN; this renders the same Vega-Lite plots offline.
+    """
+
+    def work() -> None:
+        from .plots import plots_json, render
+
+        data = plots_json(revs, targets, Path(root), Path(out_dir))
+        files = render(data, Path(out_dir), root=Path(root))
+        click.echo(f"{len(files)} plots -> {out_dir}/ (index.md lists them)")
+
+    run_stage("plots", work)
+
