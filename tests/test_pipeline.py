@@ -157,7 +157,7 @@ def test_repro_skip_and_partial_rerun(project: Path):
         curve = project / f"plots/train/mixed/on_topic/{variant}/seed_0/plots/metrics/eval/test/loss.tsv"
         assert curve.read_text().splitlines()[0] == "step\tloss"
     lock = yaml.safe_load((project / "dvc.lock").read_text())
-    assert lock["stages"]["finetune@mixed-on_topic-none-0"]["params"]["params.yaml"]["train"]["epochs"] == 1
+    assert lock["stages"]["finetune@mixed-on_topic-none-0"]["params"]["params.yaml"]["train.epochs"] == 1
     ev = json.loads((project / "metrics/evaluate/finetuned/mixed/on_topic/none/seed_0.json").read_text())
     assert set(ev["test"]) == {"chatterbot", "chatterbot_perturbed", "cornell_movie_dialogs", "mixed"}
     assert all(r["n"] == 2 for r in ev["test"].values())
