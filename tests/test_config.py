@@ -181,6 +181,7 @@ def test_cli_check_and_use(tmp_path):
         (lambda p: p["ablation"].update(dimensions=[]), "ablation.dimensions"),
         (lambda p: p["ablation"].update(seeds=[1]), "ablation.seeds"),
         (lambda p: p.update(ablation=["mixed"]), "ablation"),
+        (lambda p: p.pop("ablation"), "ablation"),  # dvc.yaml interpolates ${ablation.*}
         (lambda p: p["train"].update(method="qlora"), "train.method"),
         (lambda p: p["train"].update(quantization="int8"), "train.quantization"),
         (lambda p: p["train"].update(quantization="nf4", method="full"), "train.quantization"),

@@ -530,6 +530,9 @@ def check_profile(params: dict[str, Any]) -> dict[str, Any]:
     if "student" in params:
         student_build_config(params)
     if "train" in params:
+        if "ablation" not in params:  # dvc.yaml's ablation stages interpolate ${ablation.*}
+            raise ConfigError("ablation", "section missing; dvc.yaml's ablation stages read it. For no ablation "
+                                          "grid: ablation: {sets: [], dimensions: [], variants: []}")
         fc = finetune_config(params)
         summary["student"] = fc.student
         summary["finetunes"] = len(fc.cells())
