@@ -420,17 +420,18 @@ PAPER_RANDOM_ROWS = {"none": "Mixed", "assessment": "Mixed (E)", "fully_random":
                      "associated": "Associated", "weighted_shuffle": "W-Shuffle", "weighted_associated": "W-Associated"}
 
 
-def _mean_words(root: Path, train_set: str, dim: str, variant: str) -> float | None:
-    """Mean explanation length in words of a training variant (metrics/variants.json, from the variants stage)."""
+def _mean_words(root: Path) -> dict[str, float]:
+    """{"<set>/<dim>/<variant>": mean explanation length in words} of the training variants (metrics/variants.json,
+    written by the variants stage and a declared dependency of the report); empty when it is absent."""
     path = root / "metrics" / "variants.json"
     if not path.is_file():
-        return None
-    cell = json.loads(path.read_text()).get("cells", {}).get(f"{train_set}/{dim}/{variant}")
-    return None if cell is None else float(cell["mean_words"])
+        return {}
+    return {cell: float(v["mean_words"]) for cell, v in json.loads(path.read_text()).get("cells", {}).items()}
 
 
 def ablation_rows(root: Path, numbers: Mapping[str, Any], grid: Grid) -> list[dict[str, Any]]:
     """Own-test-set error of every variant trained on each set x dimension (main and ablation grids)."""
+    mean_words = _mean_words(root)
     out = []
     for dim in grid.dimensions:
         for s in grid.sets:
@@ -440,7 +441,7 @@ def ablation_rows(root: Path, numbers: Mapping[str, Any], grid: Grid) -> list[di
             for v in grid.variants_of(s, dim):
                 kind = _variant_kind(v)
                 words = 0.0 if v == SCORE_ONLY else (float(v.split("_", 1)[1]) if kind == "length" else
-                                                     _mean_words(root, s, dim, v))
+                                                     mean_words.get(f"{s}/{dim}/{v}"))
                 out.append({"set": s, "dimension": dim, "variant": v, "kind": kind, "words": words,
                             "mse": cells[row_label(s, v)][s]["mse"], "mae": cells[row_label(s, v)][s]["mae"]})
     return out
