@@ -193,10 +193,24 @@ def test_a_losing_model_is_flagged_against_the_baselines(tmp_path):
     base = json.loads(path.read_text())
     base["prior"]["alpha"]["mse"] = 0.02  # between (E) 0.01 and score-only 0.04
     path.write_text(json.dumps(base))
+    # beta's score-only model: errors of +-0.25 around the labels (no offset) and a prior that beats it
+    targets = np.random.default_rng(0).uniform(0.3, 0.7, size=200)  # synthetic()'s labels
+    _preds(tmp_path, "finetuned/beta/on_topic/none/seed_0", "beta", np.where(np.arange(200) % 2 == 0, 0.25, -0.25),
+           targets)
+    base["prior"]["beta"]["mse"] = 0.02
+    path.write_text(json.dumps(base))
     m = build_report(tmp_path, {"profile": "default", "train": {"student": "tiny"}}, grid, n_boot=200, ci=0.9,
                      seed=0, commit="x")
-    assert m["beat_both_baselines"] == 3
-    assert "**no**" in (tmp_path / "reports/REPORT.md").read_text()
+    assert m["beat_both_baselines"] == 2
+    # alpha's score-only model is off by a constant +0.2: bias 0.2, nothing left once it is removed, so it loses
+    # on its offset alone; beta's has no offset and an error variance of 0.0625, above the labels' (~0.0133)
+    assert m["lose_on_offset_only"] == 1
+    md = (tmp_path / "reports/REPORT.md").read_text()
+    assert "Of the 2 models that do not beat both, 1 have MSE − bias² below the label variance" in md
+    label_var = f"{targets.var():.5f}"
+    assert f"| alpha | on_topic | none | 0.04000 | 0.30000 | 0.02000 | **no** | +0.2000 | 0.00000 | {label_var} |" in md
+    assert f"| beta | on_topic | none | 0.04000 | 0.30000 | 0.02000 | **no** | +0.0000 | 0.06250 | {label_var} |" in md
+    assert f"| alpha | on_topic | assessment | 0.01000 | 0.30000 | 0.02000 | yes | +0.1000 | 0.00000 | {label_var} |" in md
 
 
 def test_paper_wins_are_counted_from_the_paper_tables():

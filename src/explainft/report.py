@@ -153,8 +153,24 @@ def with_vs_without(root: Path, grid: Grid, *, n_boot: int, ci: float, seed: int
     return rows
 
 
-def baseline_check(numbers: Mapping[str, Any], grid: Grid) -> list[dict[str, Any]]:
-    """Does every fine-tuned model beat the untuned student and the label prior on its own test set (MSE)?"""
+def _offset(root: Path, grid: Grid, s: str, dim: str, v: str) -> dict[str, float]:
+    """Mean offset of one model on its own test set, from its predictions (means over seeds): ``bias`` (mean
+    prediction minus mean label), ``centred`` (MSE minus bias squared: the error left once the offset is
+    removed) and ``label_var`` (the labels' variance: about what the prior scores, as it sits near their mean)."""
+    per_seed = []
+    for k in grid.seeds:
+        path = root / "data" / "predictions" / "finetuned" / s / dim / v / f"seed_{k}" / f"{s}.jsonl"
+        preds = list(read_jsonl(path, Prediction))
+        err = np.array([p.expected - p.target for p in preds])
+        target = np.array([p.target for p in preds])
+        per_seed.append((float(err.mean()), float(err.var()), float(target.var())))
+    bias, centred, label_var = (float(np.mean(col)) for col in zip(*per_seed))
+    return {"bias": bias, "centred": centred, "label_var": label_var}
+
+
+def baseline_check(numbers: Mapping[str, Any], grid: Grid, root: Path) -> list[dict[str, Any]]:
+    """Does every fine-tuned model beat the untuned student and the label prior on its own test set (MSE)?
+    Each row also splits the model's MSE into its mean offset and the rest (``_offset``)."""
     out = []
     for dim in grid.dimensions:
         rows = numbers[dim]["rows"]
@@ -165,7 +181,8 @@ def baseline_check(numbers: Mapping[str, Any], grid: Grid) -> list[dict[str, Any
                 mse = rows[row_label(s, v)][s]["mse"]
                 out.append({"set": s, "dimension": dim, "variant": v, "mse": mse,
                             "untuned": rows["Untuned"][s]["mse"], "prior": rows["Prior"][s]["mse"],
-                            "beats_untuned": mse < rows["Untuned"][s]["mse"], "beats_prior": mse < rows["Prior"][s]["mse"]})
+                            "beats_untuned": mse < rows["Untuned"][s]["mse"], "beats_prior": mse < rows["Prior"][s]["mse"],
+                            **_offset(root, grid, s, dim, v)})
     return out
 
 
@@ -251,7 +268,8 @@ def loss_curves_figure(root: Path, grid: Grid, dim: str, out: Path) -> bool:
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test loss (score token)")
-    axes[0][-1].legend(fontsize=8)
+    if drew:
+        axes[0][-1].legend(fontsize=8)
     fig.suptitle(f"{DIMENSION_TITLES.get(dim, dim)}: test loss with and without explanations", fontsize=10)
     if drew:
         _save(fig, out)
@@ -297,7 +315,7 @@ def build_report(root: Path, params: Mapping[str, Any], grid: Grid, *, n_boot: i
     root = Path(root)
     numbers = collect(root, grid)
     wvw = with_vs_without(root, grid, n_boot=n_boot, ci=ci, seed=seed)
-    check = baseline_check(numbers, grid)
+    check = baseline_check(numbers, grid, root)
     p_wins, p_total = paper_wins(root, grid.dimensions)
     tables, figures = root / "reports" / "tables", root / "reports" / "figures"
     profile = params.get("profile", "unknown")
@@ -338,11 +356,24 @@ def build_report(root: Path, params: Mapping[str, Any], grid: Grid, *, n_boot: i
 
     w("## Every fine-tuned model against the baselines\n\n")
     ok = sum(r["beats_untuned"] and r["beats_prior"] for r in check)
+    losing = [r for r in check if not (r["beats_untuned"] and r["beats_prior"])]
+    offset_only = [r for r in losing if r["centred"] < r["label_var"]]
     w(f"Test MSE on the model's own test set, against the untuned student and the label prior (always the "
-      f"training mean). {ok} of {len(check)} fine-tuned models beat both.\n\n")
-    w(_md_table(["training set", "dimension", "variant", "MSE", "untuned", "prior", "beats both"],
-                [[r["set"], r["dimension"], r["variant"], _fmt(r["mse"]), _fmt(r["untuned"]), _fmt(r["prior"]),
-                  "yes" if r["beats_untuned"] and r["beats_prior"] else "**no**"] for r in check]))
+      f"training mean). {ok} of {len(check)} fine-tuned models beat both.\n\n"
+      "MSE = bias² + the rest: *bias* is the model's mean prediction minus the mean label, *MSE − bias²* the error "
+      "left once that offset is removed, and *label variance* about what the prior scores, as it sits near the "
+      "labels' mean.")
+    if losing:
+        w(f" Of the {len(losing)} models that do not beat both, {len(offset_only)} have MSE − bias² below the label "
+          "variance: removing their mean offset alone would put them below the prior. (A student trained on rounded "
+          "1–5 labels can drift to such an offset where nearly every label rounds to the same score, or where it "
+          "predicts almost the same score for every item.)")
+    w("\n\n")
+    w(_md_table(["training set", "dimension", "variant", "MSE", "untuned", "prior", "beats both", "bias",
+                 "MSE − bias²", "label variance"],
+                [[r["set"], r["dimension"], r["variant"], _fmt(r["mse"], 5), _fmt(r["untuned"], 5),
+                  _fmt(r["prior"], 5), "yes" if r["beats_untuned"] and r["beats_prior"] else "**no**",
+                  f"{r['bias']:+.4f}", _fmt(r["centred"], 5), _fmt(r["label_var"], 5)] for r in check]))
 
     w("\n## Cross-dataset test error\n\n")
     w("Rows: the model (training set; \"(E)\" = trained with explanations); columns: the test set. MSE and MAE "
@@ -402,7 +433,7 @@ def build_report(root: Path, params: Mapping[str, Any], grid: Grid, *, n_boot: i
         "with_vs_without": {f"{r['set']}/{r['dimension']}": {k: round(r[k], 6) for k in ("diff", "low", "high")}
                             for r in wvw},
         "explanations_win": sum(r["explanations_win"] for r in wvw), "cells": len(wvw),
-        "beat_both_baselines": ok, "models": len(check),
+        "beat_both_baselines": ok, "models": len(check), "lose_on_offset_only": len(offset_only),
         "paper_explanations_win": p_wins, "paper_cells": p_total,
         "ablation": ablation_metrics,
     }
