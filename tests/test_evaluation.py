@@ -71,14 +71,19 @@ def trained(tmp_path):
     return tmp_path, params
 
 
-def test_analyse_compares_the_explanation_and_score_only_models(trained):
+def test_analyse_compares_the_explanation_and_score_only_models(trained, monkeypatch, capsys):
     from explainft.analyses import analysis_config, run_analyse
     from explainft.training_stages import run_finetune
 
     root, params = trained
     run_finetune(params, "chatterbot", "on_topic", "none", 0, root)
     params["analysis"] = {"lens_items": 3, "batch_size": 2, "heatmaps": "chatterbot"}
+    monkeypatch.setenv("EXPLAINFT_PROGRESS", "plain")
+    capsys.readouterr()
     m = run_analyse(params, root)
+    # progress in a log: plain lines, ending with the count of models (the pair's two) and the last one's name
+    err = capsys.readouterr().err
+    assert "analyse: done, 2 models in" in err and "model=chatterbot/on_topic/none/seed_0" in err
     assert m["pairs"] == 1 and m["blocks"] == ["block_1"]  # a one-block student: the last block alone
     w = m["weights"]["chatterbot/on_topic/seed_0"]
     assert max(w.values()) == pytest.approx(1.0) and set(w) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
@@ -169,6 +174,7 @@ def test_report_values_wins_and_byte_identical_regeneration(tmp_path):
     assert m["beat_both_baselines"] == 4 and m["models"] == 4  # score-only (0.04) beats the prior (0.05) too
     md = (tmp_path / "reports/REPORT.md").read_text()
     assert "Explanations win in 2 of 2 cells" in md and "abc123" in md and "A demonstration, not a replication" in md
+    assert "This profile trains a tiny student built here" in md
     table = (tmp_path / "reports/tables/on_topic_mse.csv").read_text().splitlines()
     assert table[0] == "trained on,alpha,beta"
     assert table[1] == "Untuned,0.300000,0.300000" and table[3] == "alpha,0.040000,0.041000"
@@ -181,10 +187,12 @@ def test_report_values_wins_and_byte_identical_regeneration(tmp_path):
 
 def test_seed_variance_widens_the_interval(tmp_path):
     grid = synthetic(tmp_path, seeds=(0, 1, 2))
-    params = {"profile": "default", "train": {"student": "tiny", "method": "full"}}
+    params = {"profile": "smollm2", "train": {"student": "smollm2", "method": "lora"}}
     m = build_report(tmp_path, params, grid, n_boot=500, ci=0.95, seed=0, commit="x")
     r = m["with_vs_without"]["alpha/on_topic"]
     assert r["low"] < r["diff"] < r["high"]  # seeds disagree: no longer a point
+    md = (tmp_path / "reports/REPORT.md").read_text()
+    assert "This profile trains SmolLM2-135M-Instruct" in md and "seeds [0, 1, 2]" in md
 
 
 def test_a_losing_model_is_flagged_against_the_baselines(tmp_path):
@@ -211,6 +219,14 @@ def test_a_losing_model_is_flagged_against_the_baselines(tmp_path):
     assert f"| alpha | on_topic | none | 0.04000 | 0.30000 | 0.02000 | **no** | +0.2000 | 0.00000 | {label_var} |" in md
     assert f"| beta | on_topic | none | 0.04000 | 0.30000 | 0.02000 | **no** | +0.0000 | 0.06250 | {label_var} |" in md
     assert f"| alpha | on_topic | assessment | 0.01000 | 0.30000 | 0.02000 | yes | +0.1000 | 0.00000 | {label_var} |" in md
+    # without alpha's loser, no loser is offset-only
+    base["prior"]["alpha"]["mse"] = 0.05
+    path.write_text(json.dumps(base))
+    m = build_report(tmp_path, {"profile": "default", "train": {"student": "tiny"}}, grid, n_boot=200, ci=0.9,
+                     seed=0, commit="x")
+    assert m["beat_both_baselines"] == 3 and m["lose_on_offset_only"] == 0
+    assert ("None of the 1 models that do not beat both has MSE − bias² below the label variance"
+            in (tmp_path / "reports/REPORT.md").read_text())
 
 
 def test_paper_wins_are_counted_from_the_paper_tables():

@@ -79,6 +79,7 @@ def run_analyse(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any
     from .analysis.logit_lens import entropy_difference, logit_lens, rank_heatmap
     from .analysis.lora_diff import TABLE5_COLUMNS, heatmap, weight_differences
     from .config import finetune_config
+    from .progress import progress
     from .report import EXPLAINED, SCORE_ONLY
     from .scoring import load_rater, score_examples
     from .training_stages import cell_path, student_source
@@ -97,38 +98,45 @@ def run_analyse(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any
     labels: list[str] = []
     lens_seconds = score_seconds = 0.0
     base = student_source(params, root)
-    for s, d, k in pairs:
-        key = f"{s}/{d}/seed_{k}"
-        dirs = {v: root / "models" / "finetuned" / cell_path(s, d, v, k) / "model" for v in (EXPLAINED, SCORE_ONLY)}
-        w = weight_differences(dirs[EXPLAINED], dirs[SCORE_ONLY])
-        weight_rows.append([d, s, k, w["kind"]] + [w["normalised"].get(t) for t in TABLE5_COLUMNS])
-        metrics["weights"][key] = {t: round(v, 6) for t, v in w["normalised"].items()}
-        draw = ac.heatmaps in ("all", s) and k == fc.seeds[0]
-        if draw:
-            heatmap(w["per_layer"], out / f"weights_{s}_{d}.png",
-                    f"{s}, {d}: ||ΔW(E) − ΔW(score only)||_F per block")
-        test = list(read_jsonl(root / "data" / "splits" / s / d / "test.jsonl", Example))[: ac.lens_items]
-        lens = {}
-        for v in (EXPLAINED, SCORE_ONLY):
-            model, tok = load_rater(dirs[v], base=base, device=fc.device)
-            t0 = time.perf_counter()
-            lens[v] = logit_lens(model, tok, test, max_length=fc.train.max_length, batch_size=ac.batch_size)
-            t1 = time.perf_counter()
-            score_examples(model, tok, test, max_length=fc.train.max_length, batch_size=ac.batch_size)
-            t2 = time.perf_counter()
-            lens_seconds += t1 - t0
-            score_seconds += t2 - t1
-            for b, (h, r) in enumerate(zip(lens[v].entropy, lens[v].mean_rank), start=1):
-                block_rows.append([d, s, k, v, b, float(h), float(r)])
+    # progress in models (each: its lens pass and a timed scoring pass); a bar in a terminal, plain lines in a
+    # log (on a pretrained student the two passes take minutes per model on a CPU)
+    with progress(2 * len(pairs), "analyse", "models") as bar:
+        for s, d, k in pairs:
+            key = f"{s}/{d}/seed_{k}"
+            dirs = {v: root / "models" / "finetuned" / cell_path(s, d, v, k) / "model"
+                    for v in (EXPLAINED, SCORE_ONLY)}
+            w = weight_differences(dirs[EXPLAINED], dirs[SCORE_ONLY])
+            weight_rows.append([d, s, k, w["kind"]] + [w["normalised"].get(t) for t in TABLE5_COLUMNS])
+            metrics["weights"][key] = {t: round(v, 6) for t, v in w["normalised"].items()}
+            draw = ac.heatmaps in ("all", s) and k == fc.seeds[0]
             if draw:
-                rank_heatmap(lens[v], out / f"ranks_{s}_{d}_{v}.png",
-                             f"{s}, {d}, {v}: rank of the final prediction per block")
-            del model
-            torch.cuda.empty_cache() if torch.cuda.is_available() else None
-        diff = entropy_difference(lens[EXPLAINED], lens[SCORE_ONLY])
-        labels = diff["labels"]
-        entropy_rows.append([d, s, k] + [float(x) for x in diff["grouped_normalised"]])
-        metrics["entropy"][key] = {lab: round(float(x), 6) for lab, x in zip(labels, diff["grouped_normalised"])}
+                heatmap(w["per_layer"], out / f"weights_{s}_{d}.png",
+                        f"{s}, {d}: ||ΔW(E) − ΔW(score only)||_F per block")
+            test = list(read_jsonl(root / "data" / "splits" / s / d / "test.jsonl", Example))[: ac.lens_items]
+            lens = {}
+            for v in (EXPLAINED, SCORE_ONLY):
+                bar.set_postfix(model=f"{s}/{d}/{v}/seed_{k}")
+                model, tok = load_rater(dirs[v], base=base, device=fc.device)
+                t0 = time.perf_counter()
+                lens[v] = logit_lens(model, tok, test, max_length=fc.train.max_length, batch_size=ac.batch_size)
+                t1 = time.perf_counter()
+                score_examples(model, tok, test, max_length=fc.train.max_length, batch_size=ac.batch_size)
+                t2 = time.perf_counter()
+                lens_seconds += t1 - t0
+                score_seconds += t2 - t1
+                for b, (h, r) in enumerate(zip(lens[v].entropy, lens[v].mean_rank), start=1):
+                    block_rows.append([d, s, k, v, b, float(h), float(r)])
+                if draw:
+                    rank_heatmap(lens[v], out / f"ranks_{s}_{d}_{v}.png",
+                                 f"{s}, {d}, {v}: rank of the final prediction per block")
+                del model
+                bar.update()
+                torch.cuda.empty_cache() if torch.cuda.is_available() else None
+            diff = entropy_difference(lens[EXPLAINED], lens[SCORE_ONLY])
+            labels = diff["labels"]
+            entropy_rows.append([d, s, k] + [float(x) for x in diff["grouped_normalised"]])
+            metrics["entropy"][key] = {lab: round(float(x), 6)
+                                       for lab, x in zip(labels, diff["grouped_normalised"])}
     _csv(out / "weight_differences.csv", ["dimension", "set", "seed", "kind"] + list(TABLE5_COLUMNS), weight_rows)
     _csv(out / "entropy_differences.csv", ["dimension", "set", "seed"] + labels, entropy_rows)
     _csv(out / "entropy_by_block.csv", ["dimension", "set", "seed", "variant", "block", "entropy", "mean_rank"],
