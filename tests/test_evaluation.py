@@ -225,7 +225,7 @@ def test_a_losing_model_is_flagged_against_the_baselines(tmp_path):
     m = build_report(tmp_path, {"profile": "default", "train": {"student": "tiny"}}, grid, n_boot=200, ci=0.9,
                      seed=0, commit="x")
     assert m["beat_both_baselines"] == 3 and m["lose_on_offset_only"] == 0
-    assert ("None of the 1 models that do not beat both has MSE − bias² below the label variance"
+    assert ("None of the models that do not beat both (1) has MSE − bias² below the label variance"
             in (tmp_path / "reports/REPORT.md").read_text())
 
 

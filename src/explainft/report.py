@@ -371,7 +371,7 @@ def build_report(root: Path, params: Mapping[str, Any], grid: Grid, *, n_boot: i
           "1–5 labels can drift to such an offset where nearly every label rounds to the same score, or where it "
           "predicts almost the same score for every item.)")
     elif losing:
-        w(f" None of the {len(losing)} models that do not beat both has MSE − bias² below the label variance: "
+        w(f" None of the models that do not beat both ({len(losing)}) has MSE − bias² below the label variance: "
           "they lose on more than their mean offset.")
     w("\n\n")
     w(_md_table(["training set", "dimension", "variant", "MSE", "untuned", "prior", "beats both", "bias",
