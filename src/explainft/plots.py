@@ -27,7 +27,7 @@ from .errors import ExplainftError
 
 
 class PlotsError(ExplainftError, RuntimeError):
-    pass
+    """`dvc plots` failed or printed no JSON, or a plot spec could not be rendered to PNG."""
 
 
 def _dvc() -> str:
