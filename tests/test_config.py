@@ -191,6 +191,8 @@ def test_cli_check_and_use(tmp_path):
         (lambda p: p["train"].update(learning_rate=-1e-3), "train.learning_rate"),
         (lambda p: p["train"].update(max_length=4), "train.max_length"),
         (lambda p: p["train"].update(explanation_position="middle"), "train.explanation_position"),
+        (lambda p: p["train"].update(score_target="two_hot"), "train.score_target"),
+        (lambda p: p["train"].update(score_weight=0), "train.score_weight"),
         (lambda p: p["train"].update(num_processes=0), "train.num_processes"),
         (lambda p: p["train"].update(device="tpu"), "train.device"),
         (lambda p: p["train"].update(student=""), "train.student"),

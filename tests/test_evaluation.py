@@ -219,6 +219,14 @@ def test_a_losing_model_is_flagged_against_the_baselines(tmp_path):
     assert f"| alpha | on_topic | none | 0.04000 | 0.30000 | 0.02000 | **no** | +0.2000 | 0.00000 | {label_var} |" in md
     assert f"| beta | on_topic | none | 0.04000 | 0.30000 | 0.02000 | **no** | +0.0000 | 0.06250 | {label_var} |" in md
     assert f"| alpha | on_topic | assessment | 0.01000 | 0.30000 | 0.02000 | yes | +0.1000 | 0.00000 | {label_var} |" in md
+    # the offset's likely cause depends on the training target the profile used
+    assert "trained on rounded 1–5 labels" in md and "score target" not in md.split("\n")[2]
+    build_report(tmp_path, {"profile": "default", "train": {"student": "tiny", "method": "full", "score_target": "soft",
+                                                            "score_weight": 5.0}},
+                 grid, n_boot=200, ci=0.9, seed=0, commit="x")
+    md = (tmp_path / "reports/REPORT.md").read_text()
+    assert "student `tiny` (full), score target soft, score weight 5 (README" in md
+    assert "so this offset is not rounding's" in md and "trained on rounded 1–5 labels" not in md
     # without alpha's loser, no loser is offset-only
     base["prior"]["alpha"]["mse"] = 0.05
     path.write_text(json.dumps(base))

@@ -116,7 +116,8 @@ def test_config_defaults_and_paper_lr():
     ("epochs", 0), ("epochs", 1.5), ("epochs", True), ("learning_rate", -1), ("learning_rate", "fast"),
     ("learning_rate", float("nan")), ("batch_size", 0), ("grad_accum", "2"), ("max_length", 4), ("seed", -1),
     ("eval_steps", 0), ("explanation_position", "middle"), ("group_by_length", "yes"), ("save_total_limit", 0),
-    ("logging_steps", None), ("epoch", 3),
+    ("logging_steps", None), ("epoch", 3), ("score_target", "fuzzy"), ("score_weight", 0), ("score_weight", -1.0),
+    ("score_weight", "heavy"), ("score_weight", float("inf")), ("score_weight", True),
 ])
 def test_config_bad_values_name_the_key(key, value):
     with pytest.raises(ConfigError) as ei:
@@ -361,3 +362,178 @@ def test_the_first_batch_check_draws_no_random_numbers(tiny_dir):
     state = torch.get_rng_state()
     assert _matches_stock_loss(model, batch)
     assert torch.equal(state, torch.get_rng_state()) and model.training
+
+
+# --------------------------------------------------------------------------- soft score targets
+
+
+def test_two_hot_weights_average_to_the_score():
+    from explainft.train import two_hot
+
+    assert two_hot(0.0) == (1.0, 0.0, 0.0, 0.0, 0.0)
+    assert two_hot(1.0) == (0.0, 0.0, 0.0, 0.0, 1.0)
+    assert two_hot(0.75) == (0.0, 0.0, 0.0, 1.0, 0.0)
+    assert two_hot(0.6) == pytest.approx((0.0, 0.0, 0.6, 0.4, 0.0))  # 3.4 on the 1-5 scale
+    assert two_hot(0.9833) == pytest.approx((0.0, 0.0, 0.0, 0.0668, 0.9332))
+    for s in (0.0, 0.01, 0.125, 1 / 3, 0.5, 0.874, 0.99, 1.0):
+        w = two_hot(s)
+        assert sum(w) == pytest.approx(1.0) and min(w) >= 0.0
+        assert sum(k * wk for k, wk in enumerate(w, start=1)) == pytest.approx(1 + 4 * s)
+        nonzero = [k for k, wk in enumerate(w) if wk > 0]
+        assert len(nonzero) <= 2 and (len(nonzero) < 2 or nonzero[1] == nonzero[0] + 1)
+
+
+@pytest.mark.parametrize("bad", [-0.01, 1.01, float("nan"), "0.5", True, None])
+def test_two_hot_rejects_what_is_not_a_unit_score(bad):
+    from explainft.train import two_hot
+
+    with pytest.raises(ValueError, match="score must be a number in"):
+        two_hot(bad)
+
+
+def test_config_score_target():
+    assert train_config({}).score_target == "hard"  # the paper's
+    assert train_config({"score_target": "soft"}).score_target == "soft"
+    with pytest.raises(ConfigError) as ei:
+        train_config({"score_target": "fuzzy"})
+    assert ei.value.key == "train.score_target" and "hard, soft" in str(ei.value)
+
+
+def _soft_batch(tok, exs, weights):
+    from explainft.encode import score_token_ids
+
+    enc, _ = encode_all(tok, exs, 512)
+    batch = collate(enc, pad_id_for(tok))
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
+    soft = {"score_index": batch["score_index"], "score_weights": torch.tensor(weights, dtype=torch.float32)}
+    return inputs, soft, score_token_ids(tok, exs[0], 512)
+
+
+def test_soft_loss_by_hand_and_on_both_paths(tiny_dir):
+    """One-hot weights give the hard loss; two-hot ones swap each score token's CE for -sum w log p, by hand."""
+    from explainft.train import full_logits_loss, selected_token_loss, two_hot
+
+    model, tok = load(tiny_dir)
+    model.eval()
+    exs = examples(4)  # labels 5, 1, 5, 1
+    onehot = [tuple(1.0 if k == ex.label else 0.0 for k in range(1, 6)) for ex in exs]
+    inputs, soft, ids = _soft_batch(tok, exs, onehot)
+    with torch.no_grad():
+        hard, n = selected_token_loss(model, inputs)
+        same, n2 = selected_token_loss(model, inputs, score=soft, score_ids=ids)
+        assert float(same) == pytest.approx(float(hard), rel=1e-6) and int(n2) == int(n)
+
+        weights = [two_hot(s) for s in (0.9, 0.1, 0.6, 0.0)]
+        inputs, soft, ids = _soft_batch(tok, exs, weights)
+        got, _ = selected_token_loss(model, inputs, score=soft, score_ids=ids)
+        full, _ = full_logits_loss(model, inputs, score=soft, score_ids=ids)
+        logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits.float()
+        expect = float(hard)
+        for row, (i, w) in enumerate(zip(soft["score_index"].tolist(), weights)):
+            logp = torch.log_softmax(logits[row, i - 1], dim=-1)
+            expect -= -float(logp[inputs["labels"][row, i]])  # the hard CE of the score token goes ...
+            expect += -sum(wk * float(logp[t]) for wk, t in zip(w, ids))  # ... and the soft one comes in
+    assert float(got) == pytest.approx(expect, rel=1e-5)
+    assert float(full) == pytest.approx(expect, rel=1e-5)
+    assert abs(float(got) - float(hard)) > 1e-3  # the weights matter
+
+
+def test_score_weight_scales_the_score_tokens_term_by_hand(tiny_dir):
+    """score_weight w: the loss is the plain one plus (w - 1) x the score tokens' term, hard or soft."""
+    from explainft.train import selected_token_loss, two_hot
+
+    model, tok = load(tiny_dir)
+    model.eval()
+    exs = examples(4)
+    weights = [two_hot(s) for s in (0.9, 0.1, 0.6, 0.0)]
+    inputs, soft, ids = _soft_batch(tok, exs, weights)
+    hard_only = {"score_index": soft["score_index"]}
+    with torch.no_grad():
+        plain, _ = selected_token_loss(model, inputs)
+        logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits.float()
+        hard_term = soft_term = 0.0
+        for row, (i, w) in enumerate(zip(soft["score_index"].tolist(), weights)):
+            logp = torch.log_softmax(logits[row, i - 1], dim=-1)
+            hard_term += -float(logp[inputs["labels"][row, i]])
+            soft_term += -sum(wk * float(logp[t]) for wk, t in zip(w, ids))
+        one, _ = selected_token_loss(model, inputs, score=hard_only, score_ids=ids, score_weight=1.0)
+        three, _ = selected_token_loss(model, inputs, score=hard_only, score_ids=ids, score_weight=3.0)
+        soft3, _ = selected_token_loss(model, inputs, score=soft, score_ids=ids, score_weight=3.0)
+    assert float(one) == pytest.approx(float(plain), rel=1e-6)
+    assert float(three) == pytest.approx(float(plain) + 2 * hard_term, rel=1e-5)
+    assert float(soft3) == pytest.approx(float(plain) - hard_term + 3 * soft_term, rel=1e-5)
+
+
+def test_a_soft_target_on_a_masked_position_is_an_error(tiny_dir):
+    from explainft.train import selected_token_loss, two_hot
+
+    model, tok = load(tiny_dir)
+    exs = examples(2)
+    inputs, soft, ids = _soft_batch(tok, exs, [two_hot(0.5)] * 2)
+    soft["score_index"] = soft["score_index"] - 3  # a prompt token
+    with torch.no_grad(), pytest.raises(RuntimeError, match="masked"):
+        selected_token_loss(model, inputs, score=soft, score_ids=ids)
+
+
+def _expected_scores(model, tok, exs) -> list[float]:
+    from explainft.encode import score_token_ids
+
+    ids = score_token_ids(tok, exs[0], 512)
+    enc, _ = encode_all(tok, exs, 512)
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for e in enc:
+            logits = model(input_ids=torch.tensor([e.input_ids[: e.score_index]])).logits[0, -1]
+            p = torch.softmax(logits[list(ids)].float(), dim=-1)
+            out.append(float(sum((k - 1) / 4 * p[k - 1] for k in range(1, 6))))
+    return out
+
+
+def test_soft_targets_learn_the_unrounded_score(tiny_dir, tmp_path):
+    """Every item scores 0.9 (label 5, as 0.9 rounds to 5 on the 1-5 scale). Trained on the label, the expected score
+    heads for 1.0; trained two-hot (0.4 on "4", 0.6 on "5"), for 0.9: the rounding bias the soft target removes."""
+    import dataclasses
+
+    def data(n, start=0):
+        return [dataclasses.replace(example(start + i), score=0.9) for i in range(n)]
+
+    train, test = data(16), data(8, start=100)
+    got = {}
+    for target in ("hard", "soft"):
+        model, tok = load(tiny_dir)
+        m = finetune(model, tok, train, {"test": test}, tmp_path / target,
+                     cfg(epochs=16, learning_rate=1e-2, logging_steps=4, score_target=target))
+        assert m["config"]["score_target"] == target
+        scores = _expected_scores(model, tok, test)
+        got[target] = sum(scores) / len(scores)
+    print("mean expected score:", got)
+    assert got["hard"] > 0.97
+    assert got["soft"] == pytest.approx(0.9, abs=0.01)
+
+
+def test_soft_targets_need_one_token_per_label(tiny_dir, tmp_path, monkeypatch):
+    import explainft.train as tr
+
+    model, tok = load(tiny_dir)
+    monkeypatch.setattr(tr, "score_token_ids", lambda *a, **k: (11, 12, 13, 14, 15))  # not the examples' tokens
+    with pytest.raises(EncodeError, match=r"train: example 'd/0'.*score_target: hard"):
+        finetune(model, tok, examples(4), {"test": examples(2, start=50)}, tmp_path, cfg(score_target="soft"))
+
+
+def test_a_batch_mixing_soft_and_hard_items_is_an_error(tiny_dir):
+    from explainft.train import Collator, _dataset_cls, two_hot
+
+    _, tok = load(tiny_dir)
+    enc, _ = encode_all(tok, examples(2), 512)
+    Dataset = _dataset_cls()
+    soft = Dataset(enc, split="train", score_weights=[two_hot(1.0), two_hot(0.0)])
+    hard = Dataset(enc, split="train")
+    collator = Collator(pad_id_for(tok))
+    batch = collator([soft[0], soft[1]])
+    assert batch["score_weights"].shape == (2, 5) and batch["score_index"].tolist() == [e.score_index for e in enc]
+    assert "score_weights" not in collator([hard[0], hard[1]])
+    with pytest.raises(ValueError, match="mixes"):
+        collator([soft[0], hard[1]])
+    with pytest.raises(ValueError, match="1 score-weight rows for 2 examples"):
+        Dataset(enc, split="train", score_weights=[two_hot(1.0)])

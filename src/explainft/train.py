@@ -6,6 +6,12 @@ full; see ``students.py``) on the encoded training examples
 
 * **Training loss** covers the whole target (score, explanation, EOS): the
   batch's ``labels`` are the encoded ``labels`` (prompt masked with -100).
+  With ``score_target: soft`` the score token is trained against a two-hot
+  distribution on the unrounded score (:func:`two_hot`) instead of the
+  rounded label's token; ``score_weight`` multiplies the score token's term
+  (1, the default and the paper's: every target token weighs the same, so a
+  long explanation dilutes the score's share of the loss). The rest of the
+  target is unchanged (:func:`supervised_loss`).
 * **Evaluation loss is the score-token loss.** Each named evaluation set is
   encoded the same way, then its ``labels`` are replaced by ``eval_labels``
   (-100 everywhere but the score token), so the ``eval_<name>_loss`` that the
@@ -58,7 +64,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .encode import IGNORE, POSITIONS, EncodeError, Encoded, collate, encode_all, pad_id_for
+from .encode import IGNORE, POSITIONS, EncodeError, Encoded, collate, encode_all, pad_id_for, score_token_ids
 from .errors import ConfigError
 from .progress import quiet_library_bars, training_callback
 from .records import Example
@@ -69,6 +75,7 @@ LIVE = "live"
 METRICS = "metrics.json"
 INITIAL_EVAL = "initial_eval.json"  # in CHECKPOINTS, so that a resumed run keeps its step-0 evaluation
 RUN = "RUN.json"  # in CHECKPOINTS: the fingerprint of the run that wrote them
+SCORE_TARGETS = ("hard", "soft")
 
 # --------------------------------------------------------------------------- config
 
@@ -85,6 +92,8 @@ class TrainConfig:
     seed: int = 0
     eval_steps: int | None = None  # None: evaluate (and checkpoint) per epoch only
     explanation_position: str = "after"
+    score_target: str = "hard"  # hard: the label's token (the paper's) | soft: two-hot on the score (see two_hot)
+    score_weight: float = 1.0  # the score token's weight in the training loss (1: every target token alike, the paper's)
     group_by_length: bool = True
     save_total_limit: int | None = 2
     logging_steps: int = 10
@@ -121,17 +130,25 @@ def train_config(params_section: Mapping[str, Any] | None, *, allow: Iterable[st
             raise ConfigError(f"train.{key}", f"must be >= {minimum}, got {v!r}")
         return v
 
-    lr = p.get("learning_rate", d.learning_rate)
-    if isinstance(lr, str):  # YAML reads "5e-5" (no dot) as a string
-        try:
-            lr = float(lr)
-        except ValueError:
-            raise ConfigError("train.learning_rate", f"expected a number, got {lr!r}") from None
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise ConfigError("train.learning_rate", f"must be a positive finite number (the paper's is 5e-5), got {lr!r}")
+    def positive(key: str, what: str) -> float:
+        v = p.get(key, getattr(d, key))
+        if isinstance(v, str):  # YAML reads "5e-5" (no dot) as a string
+            try:
+                v = float(v)
+            except ValueError:
+                raise ConfigError(f"train.{key}", f"expected a number, got {v!r}") from None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ConfigError(f"train.{key}", f"must be a positive finite number ({what}), got {v!r}")
+        return float(v)
+
+    lr = positive("learning_rate", "the paper's is 5e-5")
+    score_weight = positive("score_weight", "1 weighs the score token like every other target token, the paper's")
     position = p.get("explanation_position", d.explanation_position)
     if position not in POSITIONS:
         raise ConfigError("train.explanation_position", f"must be one of {', '.join(POSITIONS)}, got {position!r}")
+    score_target = p.get("score_target", d.score_target)
+    if score_target not in SCORE_TARGETS:
+        raise ConfigError("train.score_target", f"must be one of {', '.join(SCORE_TARGETS)}, got {score_target!r}")
     gbl = p.get("group_by_length", d.group_by_length)
     if not isinstance(gbl, bool):
         raise ConfigError("train.group_by_length", f"expected true or false, got {gbl!r}")
@@ -144,6 +161,8 @@ def train_config(params_section: Mapping[str, Any] | None, *, allow: Iterable[st
         seed=integer("seed", minimum=0),
         eval_steps=integer("eval_steps", allow_none=True),
         explanation_position=position,
+        score_target=score_target,
+        score_weight=score_weight,
         group_by_length=gbl,
         save_total_limit=integer("save_total_limit", allow_none=True),
         logging_steps=integer("logging_steps"),
@@ -159,11 +178,15 @@ def _dataset_cls():
     class EncodedDataset(torch.utils.data.Dataset):
         """Encoded examples as Trainer items: ``input_ids`` (for length grouping) and the Encoded itself."""
 
-        def __init__(self, encoded: Sequence[Encoded], *, split: str):
+        def __init__(self, encoded: Sequence[Encoded], *, split: str,
+                     score_weights: Sequence[tuple[float, ...]] | None = None):
             for e in encoded:  # an all-masked example would be a silent zero loss (DESIGN.md): never let one in
                 if all(t == IGNORE for t in e.labels) or all(t == IGNORE for t in e.eval_labels):
                     raise EncodeError(f"{split}: example {e.id!r} has no supervised token; it cannot be trained on")
+            if score_weights is not None and len(score_weights) != len(encoded):
+                raise ValueError(f"{split}: {len(score_weights)} score-weight rows for {len(encoded)} examples")
             self.encoded = list(encoded)
+            self.score_weights = list(score_weights) if score_weights is not None else None
             self.split = split
             self.column_names = ["input_ids", "length"]
 
@@ -172,7 +195,10 @@ def _dataset_cls():
 
         def __getitem__(self, i: int) -> dict[str, Any]:
             e = self.encoded[i]
-            return {"input_ids": e.input_ids, "length": len(e), "encoded": e, "split": self.split}
+            item = {"input_ids": e.input_ids, "length": len(e), "encoded": e, "split": self.split}
+            if self.score_weights is not None:
+                item["score_weights"] = self.score_weights[i]
+            return item
 
     return EncodedDataset
 
@@ -181,7 +207,10 @@ class Collator:
     """Pads a batch with :func:`explainft.encode.collate`; keeps what the model takes and counts padding.
 
     Training items keep their ``labels`` (the whole target); evaluation items
-    were built with ``labels = eval_labels``. Counts (training batches only):
+    were built with ``labels = eval_labels``. Training batches also carry
+    ``score_index`` (B: each row's score token), and ``score_weights`` (B x 5)
+    when the items have soft score targets; the trainer's loss takes both out
+    before the forward pass. Counts (training batches only):
     batches, tokens, pad tokens, supervised tokens, per-batch padding shares.
     """
 
@@ -206,11 +235,58 @@ class Collator:
             self.pad_tokens += pads
             self.supervised += int((batch["labels"] != IGNORE).sum())
             self.shares.append(pads / total)
-        return {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
+        out = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
+        if items[0]["split"] != "train":
+            return out
+        out["score_index"] = batch["score_index"]
+        soft = ["score_weights" in it for it in items]
+        if any(soft):
+            if not all(soft):
+                raise ValueError("a batch mixes examples with and without soft score targets")
+            import torch
+
+            out["score_weights"] = torch.tensor([it["score_weights"] for it in items], dtype=torch.float32)
+        return out
 
 
 def _as_eval(encoded: Sequence[Encoded]) -> list[Encoded]:
     return [dataclasses.replace(e, labels=list(e.eval_labels)) for e in encoded]
+
+
+def two_hot(score: float) -> tuple[float, ...]:
+    """The soft target of the score token: weights over labels 1..5 whose mean is the score on the 1-5 scale.
+
+    A normalised score ``s`` is ``1 + 4s`` on the 1-5 scale; its weight is split
+    between the two labels around it in proportion to nearness (``s = 0.6``,
+    3.4 -> label 3: 0.6, label 4: 0.4), so that ``sum(k * w_k) = 1 + 4s``
+    exactly. Trained with cross-entropy against these weights, the student's
+    score distribution estimates them, and its expected score (what
+    evaluation reads) estimates the mean score rather than the mean *rounded*
+    label: with the hard target, items whose scores all round to 5 pull the
+    expected score to the top of the scale, above the labels' mean (REPORT.md,
+    the baseline check's *bias* column).
+    """
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
+        raise ValueError(f"score must be a number in [0, 1], got {score!r}")
+    x = 4.0 * float(score)
+    lo = min(int(math.floor(x)), 3)
+    frac = x - lo
+    weights = [0.0] * 5
+    weights[lo] = 1.0 - frac
+    weights[lo + 1] = frac
+    return tuple(weights)
+
+
+def _soft_targets(tokenizer: Any, train: Sequence[Example], encoded: Sequence[Encoded],
+                  cfg: TrainConfig) -> tuple[list[tuple[float, ...]], tuple[int, ...]]:
+    """Two-hot weights per training example, and the ids of the five score tokens (checked against each example)."""
+    ids = score_token_ids(tokenizer, train[0], cfg.max_length, position=cfg.explanation_position)
+    for ex, e in zip(train, encoded, strict=True):
+        if e.score_token_id != ids[ex.label - 1]:
+            raise EncodeError(f"train: example {ex.id!r}: its score token (id {e.score_token_id}) is not the token of "
+                              f"label {ex.label} found on the first example (id {ids[ex.label - 1]}); the soft score "
+                              "target needs one token per label: use train.score_target: hard or another tokenizer")
+    return [two_hot(ex.score) for ex in train], ids
 
 
 # --------------------------------------------------------------------------- trainer pieces
@@ -262,26 +338,43 @@ def _trainer_cls():
 
         selected_logits = True  # switched off by the first-batch check, or under several processes
         _checked = False
+        score_ids: tuple[int, ...] | None = None  # the five score tokens' ids: set by finetune for soft targets
+        score_weight: float = 1.0  # set by finetune (train.score_weight)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not self.selected_logits or self.accelerator.num_processes > 1:
-                # DDP/FSDP: the stock path (the LM head must run inside the wrapper's forward for gradient sync)
-                return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                            num_items_in_batch=num_items_in_batch)
-            if not self._checked:
+            inputs = dict(inputs)
+            score = {k: inputs.pop(k) for k in ("score_index", "score_weights") if k in inputs}  # not model inputs
+            if "score_weights" in score and self.score_ids is None:
+                raise RuntimeError("a batch carries soft score targets but the trainer has no score token ids")
+            if "score_weights" not in score and (self.score_weight == 1.0 or not model.training):
+                score = {}  # every supervised token alike (and evaluation's score-only loss): the plain loss
+            elif "score_index" not in score:
+                raise RuntimeError("a weighted or soft score loss needs the batch's score_index")
+            if self.selected_logits and self.accelerator.num_processes == 1 and not self._checked:
                 self._checked = True
                 if not _matches_stock_loss(model, inputs):
                     self.selected_logits = False
+            if not self.selected_logits or self.accelerator.num_processes > 1:
+                # DDP/FSDP: the LM head must run inside the wrapper's forward for gradient sync
+                if not score:
                     return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                                 num_items_in_batch=num_items_in_batch)
-            total, n = selected_token_loss(model, inputs)
+                total, n = full_logits_loss(model, inputs, score=score, score_ids=self.score_ids,
+                                            score_weight=self.score_weight)
+            else:
+                total, n = selected_token_loss(model, inputs, score=score or None, score_ids=self.score_ids,
+                                               score_weight=self.score_weight)
             loss = total / (num_items_in_batch if num_items_in_batch is not None else n.clamp(min=1))
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                # as the stock loss: num_items_in_batch was summed over processes, and DDP averages gradients
+                loss = loss * self.accelerator.num_processes
             return (loss, {"loss": loss}) if return_outputs else loss
 
     return ExplainTrainer
 
 
-def selected_token_loss(model: Any, inputs: Mapping[str, Any]):
+def selected_token_loss(model: Any, inputs: Mapping[str, Any], *, score: Mapping[str, Any] | None = None,
+                        score_ids: Sequence[int] | None = None, score_weight: float = 1.0):
     """(sum of the cross-entropy over supervised tokens, their count), with the LM head on those positions only.
 
     The stock causal-LM loss computes logits for every position (batch x
@@ -293,11 +386,8 @@ def selected_token_loss(model: Any, inputs: Mapping[str, Any]):
     label is supervised. The result equals the stock loss (checked on the
     first batch, see :func:`_matches_stock_loss`); it saves the head's
     compute and the logits' memory, which dominate for small models and
-    large vocabularies.
+    large vocabularies. ``score``, ``score_ids``, ``score_weight``: see :func:`supervised_loss`.
     """
-    import torch
-    import torch.nn.functional as F
-
     labels = inputs["labels"]
     out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], output_hidden_states=True,
                 logits_to_keep=1, use_cache=False)
@@ -306,8 +396,54 @@ def selected_token_loss(model: Any, inputs: Mapping[str, Any]):
     mask = target != IGNORE
     head = _unwrap(model).get_output_embeddings()
     logits = head(hidden[mask]).float()
-    total = F.cross_entropy(logits, target[mask], reduction="sum")
-    return total, mask.sum()
+    return supervised_loss(logits, target, mask, score=score, score_ids=score_ids, score_weight=score_weight), mask.sum()
+
+
+def full_logits_loss(model: Any, inputs: Mapping[str, Any], *, score: Mapping[str, Any] | None = None,
+                     score_ids: Sequence[int] | None = None, score_weight: float = 1.0):
+    """As :func:`selected_token_loss`, from the model's full logits (the path under several processes)."""
+    labels = inputs["labels"]
+    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
+    target = labels[:, 1:]
+    mask = target != IGNORE
+    logits = out.logits[:, :-1][mask].float()
+    return supervised_loss(logits, target, mask, score=score, score_ids=score_ids, score_weight=score_weight), mask.sum()
+
+
+def supervised_loss(logits: Any, target: Any, mask: Any, *, score: Mapping[str, Any] | None = None,
+                    score_ids: Sequence[int] | None = None, score_weight: float = 1.0):
+    """Summed cross-entropy of the supervised positions (``logits``: one row per True of ``mask``, row-major).
+
+    ``score`` (training batches): ``score_index`` (B, each row's score token in
+    ``labels``) and, for soft targets, ``score_weights`` (B x 5, see
+    :func:`two_hot`). With ``score_weights`` each row's score position is
+    scored against the soft target, ``-sum_k w_k log p(score token k)`` over
+    the full vocabulary, instead of the label's token; ``score_weight``
+    multiplies each row's score-token term. Every other supervised token
+    (explanation, EOS) keeps its plain cross-entropy. Without ``score`` every
+    supervised token is plain and alike.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if not score:
+        return F.cross_entropy(logits, target[mask], reduction="sum")
+    rows = mask.shape[0]
+    is_score = torch.zeros_like(mask)
+    is_score[torch.arange(rows, device=mask.device), score["score_index"].to(mask.device) - 1] = True
+    if bool((is_score & ~mask).any()):
+        raise RuntimeError("a score target sits on a position whose label is masked")
+    sel = is_score[mask]  # which of the supervised positions hold a score token: one per row, in row order
+    labels = target[mask]
+    rest = F.cross_entropy(logits[~sel], labels[~sel], reduction="sum")
+    if "score_weights" in score:
+        ids = torch.as_tensor(list(score_ids), device=logits.device)
+        logp = torch.log_softmax(logits[sel], dim=-1)[:, ids]
+        weights = score["score_weights"].to(device=logits.device, dtype=logp.dtype)
+        at_score = -(weights * logp).sum()
+    else:
+        at_score = F.cross_entropy(logits[sel], labels[sel], reduction="sum")
+    return rest + score_weight * at_score
 
 
 def _unwrap(model: Any) -> Any:
@@ -470,7 +606,8 @@ def finetune(model: Any, tokenizer: Any, train: list[Example], evals: dict[str, 
     Dataset = _dataset_cls()
     enc_stats: dict[str, Any] = {}
     train_enc, enc_stats["train"] = encode_all(tokenizer, train, cfg.max_length, cfg.explanation_position)
-    train_ds = Dataset(train_enc, split="train")
+    weights, score_ids = _soft_targets(tokenizer, train, train_enc, cfg) if cfg.score_target == "soft" else (None, None)
+    train_ds = Dataset(train_enc, split="train", score_weights=weights)
     eval_ds = {}
     for name, exs in evals.items():
         # test-split examples carry no variant: the score-only target is enough, since the eval loss reads
@@ -487,6 +624,8 @@ def finetune(model: Any, tokenizer: Any, train: list[Example], evals: dict[str, 
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds or None,
                       data_collator=collator,
                       callbacks=[_epoch_eval_callback(), training_callback(f"train {out_dir.as_posix()}"), *callbacks])
+    trainer.score_ids = score_ids
+    trainer.score_weight = cfg.score_weight
     # the progress callback reports the steps and losses; the Trainer's PrinterCallback would also print every
     # log dict to stdout (all of them stay in trainer_state.json and the live curves)
     trainer.remove_callback(PrinterCallback)
