@@ -26,7 +26,7 @@ The score-token ids are found in context, by character offsets
 (:func:`explainft.encode.score_token_ids` on the first example), never by
 matching template strings; every example's own score token is checked
 against them, and the first example's prefix is checked to be the same for
-all five labels (so the placeholder label of an unlabelled conversation
+all five labels (so the nominal label an unlabelled conversation carries
 cannot change what the model reads: a tokenizer that merges " 1" and " 5"
 with their space but splits " 2" into a space and "2" puts the five behind
 different prefixes, and is refused with an :class:`EncodeError` naming the
@@ -81,9 +81,10 @@ from .progress import progress as _reporter
 from .records import Conversation, Example, Prediction
 
 LABELS = (1, 2, 3, 4, 5)
-# placeholders for an unlabelled conversation: the prefix ends before the digit, so they never reach the model
-_PLACEHOLDER_SCORE = 0.5
-_PLACEHOLDER_LABEL = 3
+# the nominal score and label an unlabelled conversation carries: the prefix ends before the digit, so neither
+# reaches the model
+_NOMINAL_SCORE = 0.5
+_NOMINAL_LABEL = 3
 
 
 class ScoringError(ExplainftError, ValueError):
@@ -315,14 +316,14 @@ def predictions(examples: Sequence[Example], scored: Sequence[ScoredItem], model
 
 
 def example_for(conversation: Conversation, dimension: str) -> Example:
-    """An Example of an unlabelled conversation on ``dimension`` (placeholder score and label; see below).
+    """An Example of an unlabelled conversation on ``dimension`` (a nominal score and label; see below).
 
-    The placeholders never reach the model: the scored prefix ends before the
+    Neither reaches the model: the scored prefix ends before the
     score digit, and :func:`score_examples` checks that it is the same for
     every label.
     """
     return Example(id=conversation.id, dataset=conversation.dataset, dimension=dimension, turns=conversation.turns,
-                   score=_PLACEHOLDER_SCORE, label=_PLACEHOLDER_LABEL, assessment="", confidence="",
+                   score=_NOMINAL_SCORE, label=_NOMINAL_LABEL, assessment="", confidence="",
                    context=conversation.context)
 
 
