@@ -512,6 +512,38 @@ def test_soft_targets_learn_the_unrounded_score(tiny_dir, tmp_path):
     assert got["soft"] == pytest.approx(0.9, abs=0.01)
 
 
+def test_a_weighted_score_leaves_the_evaluation_loss_plain(tiny_dir, tmp_path):
+    """score_weight weighs the score term in training only: evaluation batches (no score_index) keep the plain,
+    unweighted score-token loss, so its curves compare across weights."""
+    model, tok = load(tiny_dir)
+    test = examples(4, start=200)
+    before = score_loss_by_hand(model, tok, test)
+    m = finetune(model, tok, examples(4), {"test": test}, tmp_path, cfg(epochs=1, score_weight=3.0))
+    assert m["eval"]["test"]["initial"] == pytest.approx(before, abs=1e-5)
+    assert m["config"]["score_weight"] == 3.0 and m["eval"]["test"]["final"] is not None
+
+
+def test_soft_targets_on_the_full_logits_path(tiny_dir, tmp_path, monkeypatch):
+    """When the first-batch check sends training to the model's full logits (as under several processes), the soft
+    target still applies there: the 0.9 items of the test above still learn 0.9, not the rounded label's 1.0."""
+    import dataclasses
+
+    import explainft.train as tr
+
+    calls = []
+    real = tr.full_logits_loss
+    monkeypatch.setattr(tr, "_matches_stock_loss", lambda *a, **k: False)
+    monkeypatch.setattr(tr, "full_logits_loss", lambda *a, **k: calls.append(k) or real(*a, **k))
+    train = [dataclasses.replace(example(i), score=0.9) for i in range(16)]
+    test = [dataclasses.replace(example(100 + i), score=0.9) for i in range(8)]
+    model, tok = load(tiny_dir)
+    finetune(model, tok, train, {"test": test}, tmp_path,
+             cfg(epochs=16, learning_rate=1e-2, logging_steps=4, score_target="soft"))
+    assert calls and all("score_weights" in k["score"] for k in calls)
+    scores = _expected_scores(model, tok, test)
+    assert sum(scores) / len(scores) == pytest.approx(0.9, abs=0.01)
+
+
 def test_soft_targets_need_one_token_per_label(tiny_dir, tmp_path, monkeypatch):
     import explainft.train as tr
 
