@@ -162,12 +162,26 @@ def test_the_shipped_corpus_loads_with_its_one_malformed_dialogue(tmp_path):
     assert spec is not None, "chatterbot-corpus must be installed (requirements.lock)"
     src = Path(spec.submodule_search_locations[0]) / "data" / "english"
     shutil.copytree(src, tmp_path / "data" / "english")
+    kept, kctx = load("chatterbot", tmp_path, options={"duplicates": "keep"}, on_error="skip")
+    assert len(kept) == 2025 and kctx.source_records == 2026
+    assert dict(kctx.skipped) == {"wrong_type": 1} and not kctx.dropped
+    assert Counter(c.meta["category"] for c in kept)["tech support"] == 1050
+    # the corpus repeats dialogues word for word: 898 are distinct, and tech support holds 1,050 dialogues of
+    # which only a few are distinct
     convs, ctx = load("chatterbot", tmp_path, on_error="skip")
-    assert len(convs) == 2025 and ctx.source_records == 2026
-    assert dict(ctx.skipped) == {"wrong_type": 1} and not ctx.dropped
+    assert len(convs) == 898 and ctx.source_records == 2026
+    assert dict(ctx.dropped) == {"duplicate_dialogue": 2025 - 898}
+    assert len({tuple(t.text for t in c.turns) for c in convs}) == 898
     cats = Counter(c.meta["category"] for c in convs)
-    assert cats["tech support"] == 1050 and len(cats) == 21
+    assert cats["tech support"] < 30 and len(cats) == 21
+    # the first copy is kept: every distinct dialogue keeps its earliest id
+    first = {}
+    for c in kept:
+        first.setdefault(tuple(t.text for t in c.turns), c.id)
+    assert sorted(c.id for c in convs) == sorted(first.values())
     twin, tctx = load("chatterbot_perturbed", tmp_path, on_error="skip")
+    assert [c.id.split("/", 1)[1] for c in twin] == [c.id.split("/", 1)[1] for c in convs]
+    assert all(t.group == c.group for t, c in zip(twin, convs))  # a twin shares its original's group
     n_kinds = Counter(len(c.meta["perturbations"]) for c in twin)
     # about 15% kept, of the rest about 30% doubled (seeded, so exact)
     assert 0.10 < n_kinds[0] / len(twin) < 0.20

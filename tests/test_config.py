@@ -26,7 +26,7 @@ def edited(change):
 def test_default_profile_is_valid_and_matches_its_config_copy():
     cfg = data_config(DEFAULT)
     assert cfg.datasets == ("chatterbot", "chatterbot_perturbed")
-    assert cfg.on_error == "skip" and cfg.per_dataset == 2000
+    assert cfg.on_error == "skip" and cfg.per_dataset is None
     assert (ROOT / "configs" / "default.yaml").read_text() == (ROOT / "params.yaml").read_text()
 
 
@@ -59,7 +59,7 @@ def test_paper_profile_is_valid_and_names_the_six_datasets_at_15000():
     cfg = data_config(params)
     assert params["profile"] == "paper"
     assert list(cfg.datasets) == PAPER_DATASETS
-    assert cfg.per_dataset == 15000
+    assert cfg.per_dataset == 17000
     fetch = {n: cfg.source(n)["fetch"] for n in cfg.datasets}
     assert fetch["chatbot_arena"]["repo_id"] == "lmsys/chatbot_arena_conversations"
     assert fetch["chatbot_arena"]["revision"] == "1b6335d42a1d2c7e34870c905d03ab964f7f2bd8"
@@ -146,6 +146,12 @@ def test_cli_check_and_use(tmp_path):
         (lambda p: p["annotate"].update(prompts=[]), "annotate.prompts"),
         (lambda p: p["annotate"].update(max_parse_retries=-1), "annotate.max_parse_retries"),
         (lambda p: p["annotate"].update(cache="data/cache.sqlite"), "annotate.cache"),
+        (lambda p: p["annotate"].update(max_failed_share=1.5), "annotate.max_failed_share"),
+        (lambda p: p["annotate"].update(max_failed_share=-0.01), "annotate.max_failed_share"),
+        (lambda p: p["annotate"].update(max_failed_share="2%"), "annotate.max_failed_share"),
+        (lambda p: p["annotate"].update(max_failed_share=True), "annotate.max_failed_share"),
+        (lambda p: p["annotate"].update(max_failed_share=float("nan")), "annotate.max_failed_share"),
+        (lambda p: p["annotate"].update(max_failed_share=None), "annotate.max_failed_share"),
         (lambda p: p["annotate"].update(teacher=[]), "annotate.teacher"),
         (lambda p: p["annotate"]["teachers"][0].update(backend="gpt"), "annotate.teachers[0].backend"),
         (lambda p: p["annotate"]["teachers"][1].update(name="lexical"), "annotate.teachers"),
@@ -207,6 +213,25 @@ def test_later_sections_fail_naming_the_key(change, key):
     with pytest.raises(ConfigError) as ei:
         check_profile(edited(change))
     assert ei.value.key == key, str(ei.value)
+
+
+def test_annotate_max_failed_share_default_bounds_and_message():
+    from explainft.config import annotate_config
+
+    params = load_params(ROOT / "params.yaml")
+    assert annotate_config(params, deep=False).max_failed_share == 0.02
+    del params["annotate"]["max_failed_share"]
+    assert annotate_config(params, deep=False).max_failed_share == 0.02  # the default
+    for value, expect in ((0, 0.0), (1, 1.0), (0.5, 0.5)):
+        params["annotate"]["max_failed_share"] = value
+        assert annotate_config(params, deep=False).max_failed_share == expect
+    params["annotate"]["max_failed_share"] = 2
+    with pytest.raises(ConfigError) as ei:
+        annotate_config(params, deep=False)
+    assert str(ei.value) == ("params: annotate.max_failed_share: must be a number from 0 to 1: the largest share of "
+                             "a teacher × prompt × dimension's requests that may fail (0.02 = 2%), got 2")
+    for name in ("paper", "smollm2", "default"):
+        assert load_params(ROOT / "configs" / f"{name}.yaml")["annotate"]["max_failed_share"] == 0.02
 
 
 def test_variant_errors_name_the_variant_and_reason():

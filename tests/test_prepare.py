@@ -39,6 +39,21 @@ def test_sample_is_the_k_smallest_hash_keys_whatever_the_input_order():
     assert set(ids(sample(convs, 20, 8, LoadContext("d"))[0])) != set(ids(picked))
 
 
+def test_sample_is_keyed_by_group_so_twins_are_sampled_together():
+    """Two datasets of twins (different ids, one group per pair) sample the same groups; a group's members are
+    kept together (the key is the group's, ties broken by id)."""
+    def twins(prefix):
+        return [Conversation(id=f"{prefix}/{i}", dataset=prefix, group=f"g{i // 2}",
+                             turns=(Turn("user", f"q{i // 2}"), Turn("assistant", f"{prefix} a{i}")))
+                for i in range(100)]
+
+    a, _ = sample(twins("a"), 20, seed=5, ctx=LoadContext("a"))
+    b, _ = sample(twins("b"), 20, seed=5, ctx=LoadContext("b"))
+    assert [c.group for c in a] == [c.group for c in b]
+    assert len({c.group for c in a}) == 10  # 10 whole groups of 2
+    assert [c.group for c in a] == sorted((c.group for c in a), key=lambda g: (sample_key(5, g), g))
+
+
 def test_sample_is_stable_when_the_source_grows():
     small, big = make(100), make(300)
     s_small = set(ids(sample(small, 30, 1, LoadContext("d"))[0]))
@@ -84,7 +99,7 @@ def test_prepare_metrics_account_for_every_source_record(tmp_path):
     assert m["dropped"] == {"too_short": 1} and m["dropped_total"] == 1
     # nothing lost: each source record became a conversation, a skip or a drop
     assert m["conversations"] + m["skipped_total"] + m["dropped_total"] == m["source_records"]
-    assert m["options"] == {"min_lines": 2, "perturb_seed": None, "keep_share": None, "double_share": None,
+    assert m["options"] == {"min_lines": 2, "duplicates": "drop", "perturb_seed": None, "keep_share": None, "double_share": None,
                             "kinds": None, "truncate_keep": None}
     assert m["sample_stats"]["turns_max"] == 3
     assert m["n_files"] == 3

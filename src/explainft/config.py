@@ -124,7 +124,7 @@ def data_config(params: dict[str, Any], *, deep: bool = True) -> DataConfig:
 
 # --------------------------------------------------------------------------- annotate, merge, golden
 
-ANNOTATE_KEYS = {"dimensions", "prompts", "teachers", "max_parse_retries", "cache"}
+ANNOTATE_KEYS = {"dimensions", "prompts", "teachers", "max_parse_retries", "cache", "max_failed_share"}
 MERGE_KEYS = {"score", "explanation", "judge", "summariser", "min_valid"}
 GOLDEN_KEYS = {"path"}
 
@@ -136,6 +136,8 @@ class AnnotateConfig:
     teachers: tuple[Any, ...]  # annotate.base.TeacherConfig
     max_parse_retries: int
     cache: str
+    # largest share of `failed` ratings allowed per teacher × prompt × dimension (annotate.engine.check_failed_share)
+    max_failed_share: float = 0.02
 
     def teacher(self, name: str, key: str) -> Any:
         for t in self.teachers:
@@ -199,7 +201,13 @@ def annotate_config(params: dict[str, Any], *, deep: bool = True) -> AnnotateCon
         raise ConfigError("annotate.cache", "must be a file path")
     if Path(cache).parts and Path(cache).parts[0] == "data":
         raise ConfigError("annotate.cache", "must lie outside data/ (DVC outputs), or dvc repro would delete it")
-    cfg = AnnotateConfig(dimensions=dims, prompts=prompts, teachers=teachers, max_parse_retries=retries, cache=cache)
+    share = sec.get("max_failed_share", 0.02)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        raise ConfigError("annotate.max_failed_share", "must be a number from 0 to 1: the largest share of a "
+                                                       "teacher × prompt × dimension's requests that may fail "
+                                                       f"(0.02 = 2%), got {share!r}")
+    cfg = AnnotateConfig(dimensions=dims, prompts=prompts, teachers=teachers, max_parse_retries=retries, cache=cache,
+                         max_failed_share=float(share))
     if deep:
         from .annotate.backends import make_backend
 
@@ -245,30 +253,43 @@ def golden_path(params: dict[str, Any]) -> str | None:
     return path
 
 
-SPLIT_KEYS = {"train", "test", "seed", "mixed", "mixed_max_words"}
+SPLIT_KEYS = {"train", "validation", "test", "seed", "mixed", "mixed_max_words"}
 VARIANTS_KEYS = {"names", "seed"}
 STATS_KEYS = {"tokenizer", "gguf_file", "context_limit"}
 
 
 @dataclass(frozen=True)
 class SplitConfig:
+    """The ``split`` section: three disjoint sizes (validation is added to train and test, not carved from train)."""
+
     train: int
+    validation: int
     test: int
     seed: int
     mixed: bool
     mixed_max_words: int
 
+    def sizes(self) -> Any:
+        from .split import Sizes
+
+        return Sizes(train=self.train, validation=self.validation, test=self.test)
+
 
 def split_config(params: dict[str, Any]) -> SplitConfig:
     sec = _section(params, "split", SPLIT_KEYS)
     train = _int(sec.get("train"), "split.train", positive=True)
+    if "validation" not in sec:
+        raise ConfigError("split.validation", "missing: the validation split's size (added to split.train and "
+                                              "split.test), which every choice made from data reads, e.g. 200")
+    validation = _int(sec.get("validation"), "split.validation", positive=True)
     test = _int(sec.get("test"), "split.test", positive=True)
     seed = _int(sec.get("seed", 0), "split.seed")
     mixed = sec.get("mixed", True)
     if not isinstance(mixed, bool):
         raise ConfigError("split.mixed", f"must be true or false, got {mixed!r}")
     max_words = _int(sec.get("mixed_max_words", 150), "split.mixed_max_words", positive=True)
-    return SplitConfig(train=train, test=test, seed=seed, mixed=mixed, mixed_max_words=max_words)
+    return SplitConfig(train=train, validation=validation, test=test, seed=seed, mixed=mixed,
+                       mixed_max_words=max_words)
 
 
 def variants_config(params: dict[str, Any]) -> tuple[tuple[str, ...], int]:
@@ -522,7 +543,7 @@ def check_profile(params: dict[str, Any]) -> dict[str, Any]:
         summary["golden"] = golden_path(params)
     if "split" in params:
         sc = split_config(params)
-        summary["split"] = f"{sc.train}/{sc.test}"
+        summary["split"] = f"{sc.train}/{sc.validation}/{sc.test}"
     if "variants" in params:
         summary["variants"] = list(variants_config(params)[0])
     if "stats" in params:

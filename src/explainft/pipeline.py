@@ -25,9 +25,16 @@ def _progress(total: int, desc: str):
 
 
 def annotate_conversations(convs: list[Conversation], params: dict[str, Any], desc: str) -> tuple[list[Rating], dict]:
-    """Rate ``convs`` with every teacher × prompt × dimension of the profile; returns (ratings, stats)."""
+    """Rate ``convs`` with every teacher × prompt × dimension of the profile; returns (ratings, stats).
+
+    Raises FailedShareError when a teacher × prompt × dimension has more ``failed``
+    ratings than ``annotate.max_failed_share`` allows, after every reply that arrived
+    is in the response cache and before the caller writes anything (a rerun resends
+    only the failed requests). A teacher's PreflightError (credentials, endpoint,
+    model) stops the run before that teacher's first request.
+    """
     from .annotate.cache import ResponseCache
-    from .annotate.engine import make_annotator
+    from .annotate.engine import check_failed_share, make_annotator
 
     cfg = annotate_config(params, deep=False)
     total = len(convs) * len(cfg.dimensions) * len(cfg.prompts) * len(cfg.teachers)
@@ -41,12 +48,23 @@ def annotate_conversations(convs: list[Conversation], params: dict[str, Any], de
                 await annotator.aclose()
 
         ratings = asyncio.run(go())
+    # the cache is closed: every reply that arrived is committed (ResponseCache.put commits before returning)
+    check_failed_share(ratings, cfg.max_failed_share,
+                       note=f"every reply that arrived is kept in the response cache (annotate.cache: {cfg.cache}), "
+                            "so only the failed requests are sent again")
     stats = annotator.stats.to_dict()
+    stats["max_failed_share"] = cfg.max_failed_share
     stats["score_mean_normalised"] = _score_means(ratings)
     # backends that keep their own counters (local models: batches, tokens, too-long prompts)
     extra = {name: b.stats for name, b in annotator.backends.items() if isinstance(getattr(b, "stats", None), dict)}
     if extra:
         stats["backend_stats"] = extra
+    # and their wall-clock figures (a local model's load and generation seconds): under "timings", which
+    # run_annotate writes to timings/annotate/<dataset>.json and never to the metrics (explainft.timings)
+    timed = {name: b.timings for name, b in annotator.backends.items()
+             if isinstance(getattr(b, "timings", None), dict)}
+    if timed:
+        stats["timings"] = timed
     return ratings, stats
 
 
@@ -62,9 +80,14 @@ def run_annotate(dataset: str, params: dict[str, Any], root: Path = Path(".")) -
     data_config(params, deep=False).source(dataset)  # the dataset must be in the profile
     convs = list(read_jsonl(root / "data" / "prepared" / f"{dataset}.jsonl", Conversation))
     ratings, stats = annotate_conversations(convs, params, f"annotate@{dataset}")
+    timed = stats.pop("timings", None)
     write_jsonl(root / "data" / "annotated" / f"{dataset}.jsonl", ratings)
     metrics = {"dataset": dataset, **stats}
     write_json(root / "metrics" / "annotate" / f"{dataset}.json", metrics)
+    if timed:
+        from .timings import write_timings
+
+        write_timings(root, f"annotate/{dataset}", {"backends": timed})
     return metrics
 
 
@@ -140,21 +163,21 @@ def split_sets(params: dict[str, Any]) -> list[str]:
 
 
 def run_split(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:
-    """data/prepared + data/merged -> data/splits/<set>/<dimension>/{train,test}.jsonl and metrics/split.json."""
+    """data/prepared + data/merged -> data/splits/<set>/<dimension>/{train,validation,test}.jsonl and
+    metrics/split.json (sizes, labels, group counts and the cross-set group overlap, which must be zero)."""
     from .config import split_config
-    from .split import MIXED, mixed_split, split_dataset, split_summary, write_splits
+    from .split import MIXED, mixed_split, split_datasets, split_summary, write_splits
 
     data = data_config(params, deep=False)
     acfg = annotate_config(params, deep=False)
     scfg = split_config(params)
-    splits = {}
-    for name in data.datasets:  # check every dataset before writing anything
-        convs = list(read_jsonl(root / "data" / "prepared" / f"{name}.jsonl", Conversation))
-        items = list(read_jsonl(root / "data" / "merged" / f"{name}.jsonl", Item))
-        splits[name] = split_dataset(name, convs, items, acfg.dimensions, train=scfg.train, test=scfg.test,
-                                     seed=scfg.seed)
+    inputs = {name: (list(read_jsonl(root / "data" / "prepared" / f"{name}.jsonl", Conversation)),
+                     list(read_jsonl(root / "data" / "merged" / f"{name}.jsonl", Item)))
+              for name in data.datasets}
+    # every dataset at once (a group is on one side across all of them), checked before anything is written
+    splits, groups = split_datasets(inputs, acfg.dimensions, sizes=scfg.sizes(), seed=scfg.seed)
     if scfg.mixed:
-        splits[MIXED] = mixed_split(splits, acfg.dimensions, train=scfg.train, test=scfg.test, seed=scfg.seed,
+        splits[MIXED] = mixed_split(splits, acfg.dimensions, sizes=scfg.sizes(), seed=scfg.seed,
                                     max_words=scfg.mixed_max_words)
     summary = split_summary(splits)
     out = root / "data" / "splits"
@@ -163,7 +186,7 @@ def run_split(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:
 
         shutil.rmtree(out)
     write_splits(splits, out)
-    metrics = {"train": scfg.train, "test": scfg.test, "sets": summary}
+    metrics = {"train": scfg.train, "validation": scfg.validation, "test": scfg.test, "groups": groups, **summary}
     write_json(root / "metrics" / "split.json", metrics)
     return metrics
 

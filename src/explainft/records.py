@@ -70,18 +70,26 @@ class Turn:
 
 @dataclass(frozen=True)
 class Conversation:
-    """A conversation whose last turn is the response being rated."""
+    """A conversation whose last turn is the response being rated.
+
+    ``group`` names the source unit that related conversations share (twins, the same prompt, the same story):
+    the split keeps a whole group on one side, across every dataset. Loaders set it (see each loader's
+    docstring); when it is not given it is the conversation's own id.
+    """
 
     id: str
     dataset: str
     turns: tuple[Turn, ...]
     context: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    group: str | None = None
 
     kind: ClassVar[str] = "conversation"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "turns", tuple(self.turns))
+        if self.group is None and isinstance(self.id, str):
+            object.__setattr__(self, "group", self.id)
         validate_conversation(self)
 
     @property
@@ -92,6 +100,7 @@ class Conversation:
         d: dict[str, Any] = {
             "id": self.id,
             "dataset": self.dataset,
+            "group": self.group,
             "turns": [t.to_dict() for t in self.turns],
             "meta": self.meta,
         }
@@ -120,7 +129,8 @@ class Conversation:
                 )
             context = _require(d, "context", str, optional=True)
             meta = _require(d, "meta", dict, optional=True) or {}
-            return cls(id=cid, dataset=dataset, turns=tuple(turns), context=context, meta=meta)
+            group = _require(d, "group", str, optional=True)
+            return cls(id=cid, dataset=dataset, turns=tuple(turns), context=context, meta=meta, group=group)
         except RecordError as e:
             e.record = e.record or cid
             raise
@@ -136,6 +146,8 @@ def validate_conversation(c: Conversation) -> None:
         raise err("missing_field", "id must be a non-empty string", "id")
     if not isinstance(c.dataset, str) or not c.dataset:
         raise err("missing_field", "dataset must be a non-empty string", "dataset")
+    if not isinstance(c.group, str) or not c.group:
+        raise err("missing_field", "group must be a non-empty string (or absent: the id)", "group")
     if not c.turns:
         raise err("empty_conversation", "conversation has no turns", "turns")
     for i, t in enumerate(c.turns):
@@ -317,11 +329,14 @@ class Example:
     context: str | None = None
     variant: str | None = None
     explanation: str | None = None
+    group: str | None = None
 
     kind: ClassVar[str] = "example"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "turns", tuple(self.turns))
+        if self.group is None and isinstance(self.id, str):
+            object.__setattr__(self, "group", self.id)
         if self.dimension not in DIMENSIONS:
             raise RecordError("bad_value", f"dimension {self.dimension!r} not in {DIMENSIONS}", field="dimension", record=self.id)
         object.__setattr__(self, "score", _unit_interval(self.score, "score"))
@@ -331,22 +346,24 @@ class Example:
         self.conversation()
 
     def conversation(self) -> Conversation:
-        return Conversation(id=self.id, dataset=self.dataset, turns=self.turns, context=self.context)
+        return Conversation(id=self.id, dataset=self.dataset, turns=self.turns, context=self.context,
+                            group=self.group)
 
     @classmethod
     def of(cls, conv: Conversation, item: "Item") -> "Example":
         if conv.id != item.id:
             raise RecordError("id_mismatch", f"item {item.id!r} joined to conversation {conv.id!r}", record=item.id)
         return cls(id=conv.id, dataset=conv.dataset, dimension=item.dimension, turns=conv.turns, score=item.score,
-                   label=item.label, assessment=item.assessment, confidence=item.confidence, context=conv.context)
+                   label=item.label, assessment=item.assessment, confidence=item.confidence, context=conv.context,
+                   group=conv.group)
 
     def with_target(self, variant: str, explanation: str) -> "Example":
         return Example(id=self.id, dataset=self.dataset, dimension=self.dimension, turns=self.turns, score=self.score,
                        label=self.label, assessment=self.assessment, confidence=self.confidence,
-                       context=self.context, variant=variant, explanation=explanation)
+                       context=self.context, variant=variant, explanation=explanation, group=self.group)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"id": self.id, "dataset": self.dataset, "dimension": self.dimension,
+        d: dict[str, Any] = {"id": self.id, "dataset": self.dataset, "group": self.group, "dimension": self.dimension,
                              "turns": [t.to_dict() for t in self.turns], "score": self.score, "label": self.label,
                              "assessment": self.assessment, "confidence": self.confidence}
         if self.context is not None:
@@ -361,12 +378,12 @@ class Example:
         if not isinstance(d, dict):
             raise RecordError("wrong_type", "an example must be a JSON object")
         conv = Conversation.from_dict({"id": d.get("id"), "dataset": d.get("dataset"), "turns": d.get("turns"),
-                                       "context": d.get("context")})
+                                       "context": d.get("context"), "group": d.get("group")})
         return cls(id=conv.id, dataset=conv.dataset, dimension=_require(d, "dimension", str), turns=conv.turns,
                    score=float(_require(d, "score", (int, float))), label=_require(d, "label", int),
                    assessment=_require(d, "assessment", str), confidence=_require(d, "confidence", str),
                    context=conv.context, variant=_require(d, "variant", str, optional=True),
-                   explanation=_require(d, "explanation", str, optional=True))
+                   explanation=_require(d, "explanation", str, optional=True), group=conv.group)
 
 
 R = TypeVar("R", Conversation, Rating, Item, Prediction, Example)

@@ -324,7 +324,7 @@ def example_for(conversation: Conversation, dimension: str) -> Example:
     """
     return Example(id=conversation.id, dataset=conversation.dataset, dimension=dimension, turns=conversation.turns,
                    score=_NOMINAL_SCORE, label=_NOMINAL_LABEL, assessment="", confidence="",
-                   context=conversation.context)
+                   context=conversation.context, group=conversation.group)
 
 
 # --------------------------------------------------------------------------- loading a rater

@@ -27,7 +27,12 @@ Loader module contract (``src/explainft/datasets/<module>.py``):
 * Ids are unique and stable: ``f"{ctx.dataset}/<source id>"``. Provenance goes
   in ``meta["source"] = {"file": <path relative to raw_dir>, "line": n}`` (or
   ``"row": i`` for parquet). Meta stays JSON-serialisable (no numpy, no NaN).
-* The module docstring documents every option and policy.
+* Related conversations share a ``group`` (``Conversation.group``): twins,
+  the two sides of one prompt, the items of one story. The split keeps a
+  group wholly in train, validation or test across every dataset. Use
+  ``base.prompt_group(turns)`` when the relation is "the same user turns";
+  a loader whose records are unrelated uses the conversation id and says so.
+* The module docstring documents every option and policy, and the group.
 
 Tests: ``tests/test_<module>.py`` with fixtures in ``tests/fixtures/<module>/``
 in the original formats; ``conftest.load`` runs a loader, ``shared_samples``

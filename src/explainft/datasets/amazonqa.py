@@ -50,6 +50,9 @@ each file, so the same qid occurs in train, val and test. A line without
 ``qid`` (the files before ``convert0.py``) gets ``amazonqa/<split>-line<n>``
 (``policy.qid_from_line``); the two forms cannot collide.
 
+Group: :func:`~explainft.datasets.base.prompt_group` of the question, so the answers to one question
+(``answer: each``) and questions worded the same stay on one side of the split.
+
 Meta: ``asin``, ``category``, ``questionType``, ``is_answerable``,
 ``answerType``, ``helpful`` ([n_helpful, n_total]), ``answer_index`` (in the
 source list), ``n_answers`` (length of the source ``answers`` list),
@@ -63,7 +66,7 @@ from typing import Any, Iterator
 
 from ..errors import ConfigError, RecordError
 from ..records import Conversation, Turn
-from .base import LoadContext, RecordScope, find_files, require
+from .base import LoadContext, RecordScope, find_files, prompt_group, require
 
 SUFFIXES = ("-qar.jsonl", "-qar.jsonl.gz")
 RAW_FILES = [f"**/*{s}" for s in SUFFIXES]
@@ -202,12 +205,15 @@ def build(obj: Any, *, split: str, rel: str, rec: RecordScope, options: dict[str
     else:
         base_id = f"{ctx.dataset}/{split}-{qid}"
 
+    # every answer to the question (answer: each) and every question worded the same share the group
+    group = prompt_group((Turn("user", question), Turn("assistant", question)))
     out = []
     for index, text, atype, helpful in picked:
         out.append(Conversation(
             id=base_id if options["answer"] == "most_helpful" else f"{base_id}/a{index}",
             dataset=ctx.dataset,
             turns=(Turn("user", question), Turn("assistant", text)),
+            group=group,
             context=context,
             meta={
                 "asin": asin,

@@ -42,6 +42,10 @@ Anything else wrong inside a conversation (a message that is not an object, a
 role other than user/assistant, content of another type, no user message, a
 last message that is not the assistant's) is a RecordError for the whole row.
 
+Group: :func:`~explainft.datasets.base.prompt_group` of the user's turns. Both sides of a battle (one
+``question_id``) put the same user turns to two models, so they share it; so do battles of other rows that ask
+the same thing, which are common in the Arena. The split keeps a group on one side.
+
 Meta of each conversation: ``question_id``, ``side`` (``a``/``b``), ``model``,
 ``opponent``, ``winner`` (as published), ``won`` (true if this side won, false
 if it lost, null for ``tie`` and ``tie (bothbad)``), ``judge``, ``language``,
@@ -57,7 +61,7 @@ from typing import Any, Iterator
 
 from ..errors import RecordError
 from ..records import Conversation, Turn
-from .base import LoadContext, RecordScope, find_files, merge_consecutive, require
+from .base import LoadContext, RecordScope, find_files, merge_consecutive, prompt_group, require
 
 OPTIONS: dict[str, tuple[Any, Any]] = {
     "sides": (["both", "a", "b"], "both"),
@@ -172,7 +176,7 @@ def _build_row(obj: Any, source: dict[str, Any], options: dict[str, Any], ctx: L
             continue
         turns = merge_consecutive(turns, ctx, options.get("consecutive_roles", "merge"))
         rec.add(Conversation(id=f"{ctx.dataset}/{qid}/{side}", dataset=ctx.dataset, turns=tuple(turns),
-                             meta=_meta(row, side, source)))
+                             meta=_meta(row, side, source), group=prompt_group(turns)))
 
 
 def _check_columns(obj: dict) -> dict[str, Any]:

@@ -169,6 +169,22 @@ class RecordScope:
 # --------------------------------------------------------------------------- shared helpers
 
 
+def prompt_group(turns: "list[Turn] | tuple[Turn, ...]") -> str:
+    """The group of a conversation keyed by what the user asked: ``prompt:<16 hex digits>``.
+
+    The digits are the start of the SHA-256 of the user turns before the response, each lower-cased with its
+    whitespace collapsed, joined by a unit separator. Conversations that share the user's words share the group,
+    whatever dataset they come from: the two sides of a Chatbot Arena battle, HH-RLHF's chosen and rejected
+    transcripts, a perturbed twin and its original, and any two records that ask the same thing. The split keeps a
+    group on one side (train, validation or test) across every dataset.
+    """
+    import hashlib
+
+    asked = [" ".join(t.text.lower().split()) for t in turns[:-1] if t.role == "user"]
+    digest = hashlib.sha256("\x1f".join(asked).encode("utf-8")).hexdigest()
+    return f"prompt:{digest[:16]}"
+
+
 def require(obj: Any, key: str, types: type | tuple[type, ...], *, where: str = "", allow_none: bool = False) -> Any:
     """Fetch ``obj[key]`` checking presence and type; RecordError names the field path."""
     name = f"{where}{key}"

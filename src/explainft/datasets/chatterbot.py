@@ -47,7 +47,22 @@ English dialogues (1,946 of two lines, the longest 88). Each file is YAML
     replaced by the next applicable kind, counted in
     ``policy.perturbation_substituted``.
 
-Options (both datasets): ``min_lines`` (2). Perturbation options
+Group (both datasets): :func:`~explainft.datasets.base.prompt_group` of the user's turns, so a dialogue and
+its perturbed twin (which differ only in the response) share one, and so do dialogues of different files that
+ask the same thing; the split keeps a group on one side across both datasets. A ``swap`` donor's response
+appears in another group's conversation out of its context; the donor is named in meta, not grouped.
+
+Duplicates: the corpus repeats dialogues word for word (``tech_support.yml``
+holds 1,050 dialogues, about 20 of them distinct, each written up to 121
+times; 898 of the 2,025 English dialogues are distinct). Copies are not
+independent examples: they would fill the training set with a few dialogues
+and put the same dialogue on both sides of every split. With ``duplicates:
+drop`` (default) a dialogue whose lines equal an earlier one's (files in name
+order, dialogues in file order) is dropped, counted as
+``dropped.duplicate_dialogue``, before the perturbed twin is made; ``keep``
+keeps them (their shared group still keeps them on one side of the split).
+
+Options (both datasets): ``min_lines`` (2), ``duplicates`` (``drop``). Perturbation options
 (``perturb_seed``, ``keep_share``, ``double_share``, ``kinds``,
 ``truncate_keep``) may only be set for ``chatterbot_perturbed``; null means
 the default below.
@@ -64,7 +79,7 @@ import yaml
 
 from ..errors import ConfigError, RecordError
 from ..records import Conversation, Turn
-from .base import LoadContext, find_files
+from .base import LoadContext, find_files, prompt_group
 
 RAW_FILES = ["**/*.yml", "**/*.yaml"]
 
@@ -79,6 +94,7 @@ PERTURB_DEFAULTS: dict[str, Any] = {
 
 OPTIONS = {
     "min_lines": (int, 2),
+    "duplicates": (["drop", "keep"], "drop"),
     "perturb_seed": (int, None),
     "keep_share": ((int, float), None),
     "double_share": ((int, float), None),
@@ -113,10 +129,26 @@ def load(raw_dir: Path, options: dict[str, Any], ctx: LoadContext) -> Iterator[C
     if options["min_lines"] < 2:
         raise ConfigError(f"sources.{ctx.dataset}.options.min_lines", "must be at least 2 (a request and a response)")
     base = list(_read_all(raw_dir, options, ctx))
+    if options["duplicates"] == "drop":
+        base = _drop_duplicates(base, ctx)
     if not perturbed:
         yield from base
         return
     yield from _perturb_all(base, params, ctx)
+
+
+def _drop_duplicates(convs: list[Conversation], ctx: LoadContext) -> list[Conversation]:
+    """Keep the first of dialogues whose lines are all the same (files in name order, dialogues in file order)."""
+    seen: set[tuple[str, ...]] = set()
+    out = []
+    for c in convs:
+        key = tuple(t.text for t in c.turns)
+        if key in seen:
+            ctx.drop("duplicate_dialogue")
+            continue
+        seen.add(key)
+        out.append(c)
+    return out
 
 
 # --------------------------------------------------------------------------- reading
@@ -156,6 +188,7 @@ def _read_all(raw_dir: Path, options: dict[str, Any], ctx: LoadContext) -> Itera
                              for j, t in enumerate(lines)]
                     rec.add(Conversation(
                         id=f"{ctx.dataset}/{stem}/{i:04d}", dataset=ctx.dataset, turns=tuple(turns),
+                        group=prompt_group(turns),
                         meta={"category": category, "index": i, "n_lines": n,
                               "source": {"file": rel, "line": line}},
                     ))
@@ -244,7 +277,8 @@ def _perturb_all(base: list[Conversation], p: dict[str, Any], ctx: LoadContext) 
         turns = conv.turns[:-1] + (Turn(role="assistant", text=text),)
         for info in applied:
             ctx.count(f"perturbed_{info['kind']}")
-        yield Conversation(id=conv.id, dataset=conv.dataset, turns=turns, context=conv.context, meta=meta)
+        yield Conversation(id=conv.id, dataset=conv.dataset, turns=turns, context=conv.context, meta=meta,
+                           group=conv.group)
 
 
 _FALLBACK = {"truncate": "scripted", "repeat": "scripted"}

@@ -27,7 +27,9 @@ Hub parquet of ``stanfordnlp/coqa`` (``**/*.parquet``, e.g.
     error's line is the row index (message ``row N``).
 
 Both formats give ``meta.story_sha256`` (SHA-256 of the story text), so the
-same story can be matched across formats.
+same story can be matched across formats. The group is ``coqa-story:`` and
+the first 16 hex digits of it: every item of a story (``items: prefixes``)
+and a story published twice stay on one side of the split.
 
 Turns: ``[user: q1, assistant: a1, user: q2, assistant: a2, ...]``;
 ``context`` = the story. Text is kept as published.
@@ -370,6 +372,7 @@ def _conversations(base_id: str, story: str, pairs: list[tuple[str, str]], meta:
             id=base_id if options["items"] == "final" else f"{base_id}/t{end}",
             dataset=ctx.dataset,
             turns=tuple(turns),
+            group=f"coqa-story:{meta['story_sha256'][:16]}",
             context=story,
             meta={**meta, "turn": end},
         ))

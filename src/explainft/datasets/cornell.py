@@ -32,6 +32,8 @@ One Conversation per line of ``movie_conversations.txt``:
 
 * id ``cornell_movie_dialogs/<movieID>/<first lineID of the list>``; a
   repeated id is a record error (``duplicate_id``).
+* The group is the conversation's id: the loader makes one item per movie
+  conversation, and two conversations share no line.
 * Each line is stripped. An empty line is dropped (``empty_lines: drop``,
   counted in ``policy.dropped_empty_lines``) or is a record error
   (``empty_lines: error``, reason ``empty_line``).
@@ -320,4 +322,4 @@ def _build(conv_id: str, mid: str, pair: tuple[str, str], line_ids: list[str], l
     info = {cid: dict(characters[cid]) for cid in pair if cid in characters}
     if info:
         meta["character_meta"] = info
-    return Conversation(id=conv_id, dataset=ctx.dataset, turns=tuple(turns), meta=meta)
+    return Conversation(id=conv_id, dataset=ctx.dataset, turns=tuple(turns), meta=meta, group=conv_id)

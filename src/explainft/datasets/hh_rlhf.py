@@ -35,6 +35,10 @@ Options (documented policies, counted in the prepare metrics):
     chosen transcripts of harmless-base/test) is dropped, counted as
     ``dropped.empty_final_response``, or is a RecordError (``empty_response``).
 
+Group: :func:`~explainft.datasets.base.prompt_group` of the Human turns. Chosen and rejected share the whole
+transcript up to the final answer, so a line's two sides share it (across the two datasets), and so do
+transcripts of other lines with the same Human turns. The split keeps a group on one side.
+
 ``red-team-attempts``: that file has another schema and must not be mixed in.
 A matching file under a ``red-team-attempts/`` folder (or named
 ``red_team_attempts.*``) is ignored, never read, and counted as
@@ -54,7 +58,7 @@ from typing import Any, Iterator
 
 from ..errors import RecordError
 from ..records import Conversation, Turn
-from .base import LoadContext, find_files, merge_consecutive, require
+from .base import LoadContext, find_files, merge_consecutive, prompt_group, require
 
 OPTIONS: dict[str, tuple[Any, Any]] = {
     "consecutive_roles": (["merge", "keep"], "merge"),
@@ -160,6 +164,7 @@ def _build(obj: Any, side: str, subset: str, split: str, source: dict[str, Any],
         id=f"{ctx.dataset}/{subset}/{split}/{line}",
         dataset=ctx.dataset,
         turns=tuple(turns),
+        group=prompt_group(turns),
         meta={
             "subset": subset,
             "split": split,

@@ -1,10 +1,13 @@
 """The prepare step: raw files in their published format -> a seeded sample of Conversations.
 
 Sampling is by hash, not by position: each conversation's key is
-``sha256(f"{seed}:{id}")`` and the ``per_dataset`` smallest keys are kept
-(``heapq.nsmallest``, streaming, O(per_dataset) memory). The result depends
-only on the seed and the set of ids, not on file order or on how many records
-a loader yields, so it is deterministic and stable when a source grows.
+``sha256(f"{seed}:{group}")`` then its id, and the ``per_dataset`` smallest
+keys are kept (``heapq.nsmallest``, streaming, O(per_dataset) memory). Keyed
+by group, a group's conversations are kept together (but at the boundary),
+and twins in two datasets (the same group) are sampled together. The result
+depends only on the seed and the set of ids and groups, not on file order or
+on how many records a loader yields, so it is deterministic and stable when a
+source grows.
 """
 
 from __future__ import annotations
@@ -48,8 +51,8 @@ def iter_conversations(name: str, raw_dir: Path, options: dict[str, Any] | None 
     return spec.loader().load(raw_dir, opts, ctx), ctx, opts
 
 
-def sample_key(seed: int, conv_id: str) -> bytes:
-    return hashlib.sha256(f"{seed}:{conv_id}".encode("utf-8")).digest()
+def sample_key(seed: int, group: str) -> bytes:
+    return hashlib.sha256(f"{seed}:{group}".encode("utf-8")).digest()
 
 
 def sample(convs: Iterable[Conversation], k: int | None, seed: int, ctx: LoadContext) -> tuple[list[Conversation], int]:
@@ -73,7 +76,7 @@ def sample(convs: Iterable[Conversation], k: int | None, seed: int, ctx: LoadCon
                 continue
             seen.add(c.id)
             total += 1
-            yield sample_key(seed, c.id), c.id, c
+            yield sample_key(seed, c.group), c.id, c
 
     picked = sorted(keyed()) if k is None else heapq.nsmallest(k, keyed())
     return [c for _, _, c in picked], total
