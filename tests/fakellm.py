@@ -30,7 +30,13 @@ abruptly, no response), :func:`truncated` (200 whose body stops half way and the
 connection closes: fewer bytes than Content-Length promises), :func:`raw` (any
 complete body, e.g. invalid JSON with a matching Content-Length).
 
-Every request is recorded (:attr:`FakeLLM.requests`: body, headers, arrival time,
+``GET /v1/models`` (what a backend's preflight asks) lists the ids given as
+``models`` (default ``("fake",)``); ``models=None`` leaves the route out, so it
+answers 404 like a server without it. Those requests are counted in
+:attr:`FakeLLM.model_lists` (with their headers in :attr:`FakeLLM.model_list_headers`),
+not in :attr:`FakeLLM.requests`.
+
+Every chat request is recorded (:attr:`FakeLLM.requests`: body, headers, arrival time,
 action) and counted in total, per prompt (:meth:`FakeLLM.count`), and by the
 peak number in flight (:attr:`FakeLLM.max_in_flight`). ``GET /_fake/stats`` returns
 the counts as JSON, for a server run in another process::
@@ -185,8 +191,12 @@ class FakeLLM:
     """The fake server; see the module docstring. ``start()``/``stop()`` or ``with FakeLLM(...) as llm``."""
 
     def __init__(self, script: Iterable[Action] | Script | None = None, *, delay: float = 0.0,
-                 answer: Callable[[Any], str] = rating_json, host: str = "127.0.0.1", port: int = 0):
+                 answer: Callable[[Any], str] = rating_json, host: str = "127.0.0.1", port: int = 0,
+                 models: Iterable[str] | None = ("fake",)):
         self.delay = delay
+        self.models = None if models is None else list(models)
+        self.model_lists = 0  # GET /v1/models requests
+        self.model_list_headers: list[CIMultiDict] = []
         self.answer = answer
         self.host = host
         self._want_port = port
@@ -252,6 +262,8 @@ class FakeLLM:
             self._counts.clear()
             self._queue.clear()
             self.max_in_flight = self.in_flight
+            self.model_lists = 0
+            self.model_list_headers.clear()
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -292,7 +304,8 @@ class FakeLLM:
     async def _astart(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post(CHAT_PATH, self._handle)
-        app.router.add_get("/v1/models", self._models)
+        if self.models is not None:
+            app.router.add_get("/v1/models", self._models)
         app.router.add_get("/_fake/stats", self._stats)
         # handler_cancellation: a client that gives up (timeout) cancels its hanging handler;
         # a short shutdown_timeout so stop() does not wait for hangs to finish.
@@ -382,7 +395,12 @@ class FakeLLM:
         raise ValueError(f"unknown fake action {action.kind!r}")
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+        with self._lock:
+            self.model_lists += 1
+            self.model_list_headers.append(CIMultiDict(request.headers))
+            models = list(self.models or ())
+        return web.json_response({"object": "list", "data": [{"id": m, "object": "model", "created": 0,
+                                                              "owned_by": "fakellm"} for m in models]})
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())

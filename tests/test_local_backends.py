@@ -195,7 +195,10 @@ def test_loads_lazily_once_with_left_padding_and_a_pad_token(tiny_llama):
     assert tok.padding_side == "left" and tok.pad_token == "</s>"  # the saved tokenizer had none
     b.complete_batch([(chat("hi"), None)])
     assert b._model is model  # not reloaded
-    assert b.stats["batches"] == 2 and b.stats["load_s"] > 0
+    assert set(b.stats) == {"batches", "prompts", "prompt_tokens", "new_tokens", "too_long", "failed_batches"}
+    assert (b.stats["batches"], b.stats["prompts"], b.stats["too_long"], b.stats["failed_batches"]) == (2, 2, 0, 0)
+    # the seconds are kept apart from the counters (they go to timings/, never to the metrics)
+    assert set(b.timings) == {"load_s", "generate_s"} and b.timings["load_s"] > 0 and b.timings["generate_s"] > 0
 
 
 def test_greedy_replies_are_deterministic_ordered_and_batch_size_invariant(tiny_llama):
@@ -381,8 +384,8 @@ def test_smollm2_greedy_is_deterministic_batch_invariant_and_ordered(smol):
     assert singles == first  # left padding does not change greedy replies here (fp32, CPU)
     assert smol.complete_batch(batch[::-1]) == first[::-1]
     assert "paris" in first[0].lower()
-    print(f"\nSmolLM2: load {smol.stats['load_s']:.1f} s; batch of 3 in {elapsed:.2f} s; "
-          f"{smol.stats['new_tokens'] / smol.stats['generate_s']:.1f} new tokens/s over all batches; replies {first}")
+    print(f"\nSmolLM2: load {smol.timings['load_s']:.1f} s; batch of 3 in {elapsed:.2f} s; "
+          f"{smol.stats['new_tokens'] / smol.timings['generate_s']:.1f} new tokens/s over all batches; replies {first}")
 
 
 @pytest.mark.slow
@@ -602,6 +605,69 @@ def test_bedrock_unknown_profile_is_a_config_error(aws_env):
     with pytest.raises(ConfigError) as e:
         b.client()
     assert e.value.key == "annotate.teachers[br].options.profile" and "'nope'" in str(e.value)
+
+
+@pytest.fixture
+def no_aws_credentials(aws_env, monkeypatch, tmp_path):
+    """No credentials anywhere in the chain: env cleared, empty config and credentials files, no IMDS, no network."""
+    import socket
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        monkeypatch.delenv(var, raising=False)
+    for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        empty = tmp_path / f"empty-{name.lower()}"
+        empty.write_text("")
+        monkeypatch.setenv(name, str(empty))
+
+    def no_network(self, address):
+        raise AssertionError(f"the preflight tried to connect to {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    return tmp_path
+
+
+def test_bedrock_preflight_without_credentials_names_the_default_chain_and_teacher(no_aws_credentials):
+    from explainft.annotate.base import PreflightError
+
+    b = bedrock()
+    with pytest.raises(PreflightError) as e:
+        asyncio.run(b.apreflight())
+    assert str(e.value) == (
+        f"preflight: bedrock model {MIXTRAL} in {REGION} (teacher br): no AWS credentials found in the default "
+        "chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/credentials, instance role; configure "
+        "them (`aws configure`, `aws sso login`, or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or name a "
+        "profile that has them in annotate.teachers[br].options.profile")
+    assert b._client is None  # no Bedrock client was built, no request sent
+
+
+def test_bedrock_preflight_names_a_profile_without_credentials(no_aws_credentials, monkeypatch):
+    from explainft.annotate.base import PreflightError
+
+    config = no_aws_credentials / "config"
+    config.write_text("[profile annotator]\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    with pytest.raises(PreflightError) as e:
+        asyncio.run(bedrock(profile="annotator").apreflight())
+    assert "no AWS credentials found in AWS profile 'annotator' (annotate.teachers[br].options.profile)" in str(e.value)
+    monkeypatch.setenv("AWS_PROFILE", "annotator")
+    with pytest.raises(PreflightError) as e:
+        asyncio.run(bedrock().apreflight())
+    assert "no AWS credentials found in AWS profile 'annotator' (from $AWS_PROFILE)" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        asyncio.run(bedrock(profile="nope").apreflight())
+    assert e.value.key == "annotate.teachers[br].options.profile"
+
+
+def test_bedrock_preflight_passes_with_credentials_in_the_chain_without_a_request(aws_env, monkeypatch):
+    import socket
+
+    def no_network(self, address):
+        raise AssertionError(f"the preflight tried to connect to {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    b = bedrock()
+    asyncio.run(b.apreflight())
+    assert b._client is None
 
 
 def test_bedrock_without_boto3_says_how_to_install_it(aws_env, monkeypatch):

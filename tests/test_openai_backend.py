@@ -18,7 +18,7 @@ from fakellm import (FakeLLM, drop, hang, prompt_key, rate_limit, rating_json, r
                      status, truncated)
 
 from explainft.annotate.backends.openai_compat import OpenAICompatBackend
-from explainft.annotate.base import BackendError, TeacherConfig, cache_key
+from explainft.annotate.base import BackendError, PreflightError, TeacherConfig, cache_key
 from explainft.errors import ConfigError
 
 MESSAGES = [{"role": "system", "content": "Rate the response."}, {"role": "user", "content": "User: hi\nBot: hello"}]
@@ -266,6 +266,91 @@ def test_backend_survives_successive_event_loops_and_aclose():
         assert complete(backend) == rating_json(MESSAGES)
 
 
+# --------------------------------------------------------------------------- preflight
+
+
+def preflight(backend: OpenAICompatBackend) -> None:
+    async def go():
+        try:
+            await backend.apreflight()
+        finally:
+            await backend.aclose()
+    asyncio.run(go())
+
+
+def preflight_failure(backend: OpenAICompatBackend) -> PreflightError:
+    with pytest.raises(PreflightError) as info:
+        preflight(backend)
+    return info.value
+
+
+def test_preflight_lists_the_models_once_with_the_key_and_sends_no_chat():
+    with FakeLLM(models=["other", "fake-model"]) as llm:
+        preflight(make(llm.url))
+        assert llm.model_lists == 1 and llm.total == 0
+        assert llm.model_list_headers[0]["Authorization"] == "Bearer sk-test-key-123"
+
+
+def test_preflight_fails_at_once_when_the_named_key_variable_is_unset_or_empty(monkeypatch):
+    with FakeLLM(models=["fake-model"]) as llm:
+        for value in (None, ""):
+            if value is None:
+                monkeypatch.delenv(KEY_ENV)
+            else:
+                monkeypatch.setenv(KEY_ENV, value)
+            err = preflight_failure(make(llm.url))
+            assert str(err) == (f"preflight: teacher 't1': the environment variable ${KEY_ENV} "
+                                "(annotate.teachers[t1].options.api_key_env) is unset or empty; export the API key "
+                                f"for {llm.url} in it, or remove options.api_key_env if the server takes no key")
+        assert llm.model_lists == 0 and llm.total == 0  # nothing was sent
+
+
+def test_preflight_accepts_the_stand_in_key_when_no_variable_is_named(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with FakeLLM(models=["m"]) as llm:
+        preflight(OpenAICompatBackend(TeacherConfig("t1", "openai", "m", options={"base_url": llm.url})))
+        assert llm.model_list_headers[0]["Authorization"] == "Bearer EMPTY"
+
+
+def test_preflight_of_an_unreachable_endpoint_names_the_teacher_and_url():
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    err = preflight_failure(make(url, max_retries=0))
+    msg = str(err)
+    assert msg.startswith(f"preflight: teacher 't1': GET {url}/models (model 'fake-model') failed after 1 attempt: "
+                          "connection failed: ")
+    assert "refused" in msg.lower() and msg.endswith("is the server running and reachable at options.base_url?")
+
+
+def test_preflight_of_a_model_the_server_does_not_serve_lists_what_it_serves():
+    refuse = status(404, body={"error": {"message": "The model `fake-model` does not exist."}})
+    with FakeLLM(lambda body, n: refuse, models=["mistral-7b", "mixtral-8x7b"]) as llm:
+        err = preflight_failure(make(llm.url))
+        assert llm.model_lists == 1 and llm.total == 1  # the listing, then one probe
+        assert llm.last.body["max_tokens"] == 1 and llm.last.body["model"] == "fake-model"
+    assert str(err) == (f"preflight: teacher 't1': model 'fake-model' is not served by {llm.url}: "
+                        f"GET {llm.url}/models lists "
+                        "'mistral-7b', 'mixtral-8x7b', and a one-token chat completion with it was refused "
+                        "(HTTP 404: The model `fake-model` does not exist.); set annotate.teachers[t1].model to a "
+                        "served id")
+
+
+def test_preflight_accepts_a_model_the_server_answers_under_another_name():
+    # llama.cpp / TGI list their own name and answer any `model`; Ollama lists name:latest
+    with FakeLLM(models=["fake-model:latest"]) as llm:
+        preflight(make(llm.url))
+        assert llm.model_lists == 1 and llm.total == 1 and llm.last.body["max_tokens"] == 1
+
+
+def test_preflight_without_a_models_route_probes_one_chat_completion():
+    with FakeLLM(models=None) as llm:
+        preflight(make(llm.url))
+        assert llm.model_lists == 0 and llm.total == 1
+    with FakeLLM(lambda body, n: status(401, body={"error": {"message": "invalid key"}}), models=None) as llm:
+        err = preflight_failure(make(llm.url))
+    assert str(err) == (f"preflight: teacher 't1': POST {llm.url}/chat/completions (model 'fake-model') failed "
+                        f"after 1 attempt: HTTP 401 Unauthorized: invalid key; check the API key in ${KEY_ENV}")
+
+
 # --------------------------------------------------------------------------- the key never leaks
 
 
@@ -286,6 +371,9 @@ def test_canary_key_appears_in_no_error_log_or_repr(monkeypatch, caplog):
     with FakeLLM(lambda body, n: hang(2)) as llm:
         errors.append(failure(make(llm.url, timeout=0.2, max_retries=0)))
     errors.append(failure(make(f"http://127.0.0.1:{closed_port()}/v1", max_retries=1)))
+    with FakeLLM(echo_key, models=None) as llm:  # the preflight's probe meets the same server
+        errors.append(preflight_failure(make(llm.url, max_retries=0)))
+    assert "Incorrect API key provided: <redacted>" in str(errors[-1])
 
     assert "Incorrect API key provided: <redacted>" in str(errors[0])
     assert f"${KEY_ENV}" in str(errors[0])

@@ -35,6 +35,16 @@ class BackendError(ExplainftError):
     """
 
 
+class PreflightError(ExplainftError):
+    """A teacher cannot be used at all: no credentials, endpoint unreachable, model not served.
+
+    Raised by :meth:`Backend.apreflight` before the teacher's first request, so the
+    stage stops with one message naming the teacher and the cause instead of
+    recording every rating as ``failed``. Never a subclass of :class:`BackendError`
+    (the engine turns those into ratings). ``message`` must never contain a credential.
+    """
+
+
 # --------------------------------------------------------------------------- teacher config
 
 # keys every teacher has; backend-specific keys live under ``options``
@@ -192,6 +202,14 @@ class Backend(abc.ABC):
     def identity(self) -> dict[str, Any]:
         """What makes an answer reproducible: backend kind, model and sampling. Never a secret."""
         return {"backend": self.kind, "model": self.teacher.model, "sampling": dict(sorted(self.teacher.sampling.items()))}
+
+    async def apreflight(self) -> None:
+        """Check once, before the first request, that this teacher can answer at all; raise PreflightError if not.
+
+        The engine calls it right before the teacher's first cache miss, so a rerun
+        whose replies are all cached needs no credentials and no server. Backends
+        that need nothing checked (local models, the heuristic) keep this no-op.
+        """
 
     @abc.abstractmethod
     async def acomplete(self, messages: list[dict[str, str]], request: Request | None = None) -> str:

@@ -7,7 +7,10 @@ For each request the engine
 2. looks the reply up in the response cache (key: backend identity, full chat,
    attempt) and otherwise sends it to the teacher's backend, at most
    ``backend.concurrency`` requests in flight per teacher; a
-   :class:`~.base.BatchBackend` gets the misses of a first attempt in batches,
+   :class:`~.base.BatchBackend` gets the misses of a first attempt in batches;
+   before a teacher's first cache miss its :meth:`~.base.Backend.apreflight`
+   runs once (credentials, endpoint, model: a
+   :class:`~.base.PreflightError` stops the run; see "Preflight" below),
 3. parses the reply (``parse.parse_rating``, strict JSON then a tolerant
    fallback that cannot match the prompt's own rubric),
 4. on an unparsable reply asks again, up to ``max_parse_retries`` times, with
@@ -19,6 +22,25 @@ For each request the engine
 Records come out in a fixed order (conversation order, then dimension,
 teacher and prompt as listed in params), so a rerun that finds everything in
 the cache writes identical bytes.
+
+Preflight
+---------
+Before each chunk is scheduled, every teacher not yet checked that has a
+first-attempt cache miss in the chunk (or cannot be cached) is preflighted,
+all of them before any request of the chunk is sent; a parse retry that
+misses the cache preflights its teacher lazily. Each teacher is checked at
+most once per :class:`Annotator`. A rerun that finds every reply in the cache
+never preflights, so it needs no credentials and no server.
+
+A teacher that fails wholesale
+------------------------------
+:func:`check_failed_share` is the stage's guard against a teacher whose
+requests fail wholesale (a revoked key, a server down mid-run): per teacher ×
+prompt × dimension, the share of ratings with status ``failed`` must not exceed
+``annotate.max_failed_share``. The caller runs it after the run, when every
+reply that arrived is committed to the response cache (``ResponseCache.put``
+commits before returning), and before writing any output, so a rerun resends
+only the failed requests.
 """
 
 from __future__ import annotations
@@ -28,8 +50,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from ..errors import ExplainftError
 from ..records import Conversation, Rating
-from .base import Backend, BackendError, BatchBackend, Prompt, Request, cache_key
+from .base import Backend, BackendError, BatchBackend, PreflightError, Prompt, Request, cache_key
 from .cache import ResponseCache
 
 CHUNK = 2048  # requests scheduled at a time (bounds memory; concurrency is bounded per teacher)
@@ -51,17 +74,27 @@ class AnnotateStats:
     parse_retries: int = 0
     parsed_by: Counter = field(default_factory=Counter)  # "json" (strict) or "fallback"
     parse_warnings: int = 0  # accepted replies with a missing or damaged explanation
-    by_key: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    # status counts per (teacher, prompt, dimension): the unit annotate.max_failed_share is checked on
+    by_key: dict[tuple[str, str, str], Counter] = field(default_factory=lambda: defaultdict(Counter))
 
     def add(self, rating: Rating) -> None:
-        self.by_key[f"{rating.teacher}/{rating.prompt}"][rating.status] += 1
+        self.by_key[(rating.teacher, rating.prompt, rating.dimension)][rating.status] += 1
 
     def to_dict(self) -> dict[str, Any]:
         total = Counter()
-        per = {}
-        for key in sorted(self.by_key):
-            c = self.by_key[key]
+        by_tp: dict[str, Counter] = defaultdict(Counter)
+        per_dim = {}
+        for (teacher, prompt, dim) in sorted(self.by_key):
+            c = self.by_key[(teacher, prompt, dim)]
             total.update(c)
+            by_tp[f"{teacher}/{prompt}"].update(c)
+            n = sum(c.values())
+            per_dim[f"{teacher}/{prompt}/{dim}"] = {"n": n, "ok": c["ok"], "unparsable": c["unparsable"],
+                                                    "failed": c["failed"],
+                                                    "failed_share": round(c["failed"] / n, 6) if n else 0.0}
+        per = {}
+        for key in sorted(by_tp):
+            c = by_tp[key]
             n = sum(c.values())
             per[key] = {"n": n, "ok": c["ok"], "unparsable": c["unparsable"], "failed": c["failed"],
                         "failure_rate": round((c["unparsable"] + c["failed"]) / n, 6) if n else 0.0}
@@ -79,7 +112,91 @@ class AnnotateStats:
             "parsed_by": dict(sorted(self.parsed_by.items())),
             "parse_warnings": self.parse_warnings,
             "by_teacher_prompt": per,
+            "by_teacher_prompt_dimension": per_dim,
         }
+
+
+# --------------------------------------------------------------------------- a teacher that fails wholesale
+
+
+class FailedShareError(ExplainftError):
+    """Some teacher × prompt × dimension groups had more ``failed`` ratings than ``annotate.max_failed_share``.
+
+    ``groups`` lists each such group in params order: ``teacher``, ``prompt``,
+    ``dimension``, ``n``, ``failed``, ``unparsable``, ``first_error``.
+    """
+
+    def __init__(self, groups: list[dict[str, Any]], max_share: float, total_groups: int, note: str = ""):
+        self.groups = groups
+        self.max_share = max_share
+        lines = [f"{len(groups)} of {total_groups} teacher × prompt × dimension groups had more failed requests "
+                 f"than annotate.max_failed_share ({_pct(max_share)}) allows; no output was written:"]
+        for g in groups:
+            share = g["failed"] / g["n"]
+            lines.append(f"  teacher {g['teacher']!r} prompt {g['prompt']} dimension {g['dimension']}: "
+                         f"{g['failed']:,} of {g['n']:,} requests failed ({_pct(share, above=max_share)} > "
+                         f"annotate.max_failed_share {_pct(max_share)}), {g['unparsable']:,} unparsable; "
+                         f"first error: {g['first_error']}")
+        lines.append("Fix the cause named in the first errors (credentials, server, model name) and rerun"
+                     + (f"; {note}" if note else "") + ". To accept the failures instead, raise "
+                     "annotate.max_failed_share.")
+        super().__init__("\n".join(lines))
+
+
+def _pct(share: float, above: float | None = None) -> str:
+    """``share`` as a percentage: a threshold as given (``2%``, ``2.5%``); a share with one decimal, or
+    more (up to 4) where needed to show that it is above ``above`` (``2.05%``, not ``2.0%``)."""
+    if above is None:
+        return f"{share * 100:g}%"
+    for digits in range(5):
+        text = f"{share * 100:.{digits}f}"
+        if float(text) > above * 100 and (digits >= 1 or abs(float(text) - share * 100) < 1e-9):
+            return f"{text}%"
+    return f"{share * 100!r}%"
+
+
+def check_failed_share(ratings: Sequence[Rating], max_share: float, *, note: str = "") -> None:
+    """Raise FailedShareError listing every teacher × prompt × dimension whose failed share exceeds ``max_share``.
+
+    A *failure* here is a rating with status ``failed``: a request that errored
+    after the backend's own retries (network, authentication, server, a prompt the
+    local model refuses as too long). ``unparsable`` ratings do not count: the
+    teacher did answer, ``annotate.max_parse_retries`` corrective retries later
+    still badly; that is the teacher's quality, not its availability, which merge
+    already accounts for (``merge.min_valid``) and the metrics report per group.
+    Counting it would stop the pipeline for a weak but working teacher, the case
+    this check must not confuse with a broken one.
+
+    The share is ``failed / n`` per group, compared strictly (``max_share: 0``
+    allows no failure, ``1`` any number). Groups are listed in params order
+    (teacher, prompt, dimension as the ratings' fixed order first shows them),
+    each with its counts and its first error in that order. ``note`` is appended
+    to the advice (e.g. where the cache is).
+    """
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    teachers: dict[str, int] = {}
+    prompts: dict[str, int] = {}
+    dims: dict[str, int] = {}
+    for r in ratings:
+        teachers.setdefault(r.teacher, len(teachers))
+        prompts.setdefault(r.prompt, len(prompts))
+        dims.setdefault(r.dimension, len(dims))
+        g = groups.get((r.teacher, r.prompt, r.dimension))
+        if g is None:
+            g = groups[(r.teacher, r.prompt, r.dimension)] = {
+                "teacher": r.teacher, "prompt": r.prompt, "dimension": r.dimension, "n": 0, "failed": 0,
+                "unparsable": 0, "first_error": None}
+        g["n"] += 1
+        if r.status == "failed":
+            g["failed"] += 1
+            if g["first_error"] is None:
+                g["first_error"] = r.error or "(no message)"
+        elif r.status == "unparsable":
+            g["unparsable"] += 1
+    over = [g for g in groups.values() if g["failed"] / g["n"] > max_share]
+    if over:
+        over.sort(key=lambda g: (teachers[g["teacher"]], prompts[g["prompt"]], dims[g["dimension"]]))
+        raise FailedShareError(over, max_share, len(groups), note)
 
 
 def make_annotator(cfg, cache: ResponseCache | None, progress=None) -> "Annotator":
@@ -104,6 +221,9 @@ class Annotator:
         self.stats = AnnotateStats()
         self.progress = progress
         self._sems: dict[str, asyncio.Semaphore] = {}
+        self.preflighted: set[str] = set()  # teachers whose apreflight passed
+        self._preflight_failed: dict[str, BaseException] = {}
+        self._preflight_locks: dict[str, asyncio.Lock] = {}
 
     # -- public ---------------------------------------------------------------------
 
@@ -114,6 +234,7 @@ class Annotator:
         from .prompts import build_prompt
 
         self._sems = {name: asyncio.Semaphore(max(1, b.concurrency)) for name, b in self.backends.items()}
+        self._preflight_locks = {name: asyncio.Lock() for name in self.backends}
         self.stats.items += len(convs)
         requests: list[Request] = []
         for conv in convs:
@@ -125,6 +246,7 @@ class Annotator:
         out: list[Rating] = []
         for start in range(0, len(requests), CHUNK):
             chunk = requests[start:start + CHUNK]
+            await self._preflight_chunk(chunk)
             await self._prefetch_batches(chunk)
             out.extend(await asyncio.gather(*(self._rate(r) for r in chunk)))
         # fixed output order: conversation, dimension, teacher, prompt (as listed in params)
@@ -141,6 +263,50 @@ class Annotator:
 
     # -- internals ------------------------------------------------------------------
 
+    async def _preflight_chunk(self, chunk: list[Request]) -> None:
+        """Preflight every unchecked teacher with a first-attempt miss in ``chunk``, before any of its requests.
+
+        All such teachers are checked (concurrently) and every failure is reported:
+        one failure is raised as it is, several as one PreflightError listing them
+        in params order.
+        """
+        need = []
+        for name, backend in self.backends.items():
+            if name in self.preflighted:
+                continue
+            todo = [r for r in chunk if r.teacher == name]
+            if not todo:
+                continue
+            if backend.cacheable and self.cache is not None:
+                keys = {cache_key(backend.identity(), r.messages(), 0) for r in todo}
+                if len(self.cache.get_many(keys)) == len(keys):
+                    continue  # all cached: no request, no preflight
+            need.append(backend)
+        results = await asyncio.gather(*(self._preflight(b) for b in need), return_exceptions=True)
+        errors = [e for e in results if isinstance(e, BaseException)]
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise PreflightError(f"{len(errors)} teachers failed their preflight check:\n"
+                                 + "\n".join(f"  {e}" for e in errors))
+
+    async def _preflight(self, backend: Backend) -> None:
+        """Run ``backend.apreflight()`` once per Annotator; a failure is remembered and raised again."""
+        name = backend.teacher.name
+        if name in self.preflighted:
+            return
+        async with self._preflight_locks[name]:
+            if name in self.preflighted:
+                return
+            if name in self._preflight_failed:
+                raise self._preflight_failed[name]
+            try:
+                await backend.apreflight()
+            except Exception as e:
+                self._preflight_failed[name] = e
+                raise
+            self.preflighted.add(name)
+
     async def _prefetch_batches(self, chunk: list[Request]) -> None:
         """Send first-attempt cache misses of batch backends in batches, storing the replies."""
         for name, backend in self.backends.items():
@@ -151,6 +317,8 @@ class Annotator:
                 keys = {cache_key(backend.identity(), r.messages(), 0): r for r in todo}
                 stored = self.cache.get_many(keys)
                 todo = [r for k, r in keys.items() if k not in stored]
+            if todo:
+                await self._preflight(backend)
             for i in range(0, len(todo), backend.batch_size):
                 batch = todo[i:i + backend.batch_size]
                 replies = await asyncio.to_thread(backend.complete_batch, [(r.messages(), r) for r in batch])
@@ -169,6 +337,7 @@ class Annotator:
             if stored is not None:
                 self.stats.cache_hits += 1
                 return stored
+        await self._preflight(backend)
         async with self._sems[backend.teacher.name]:
             reply = await backend.acomplete(messages, request)
         self.stats.requests_sent += 1

@@ -17,6 +17,21 @@ Credentials come only from the standard AWS chain (environment, profile, SSO,
 container/instance role), never from params; no message this module builds
 contains them (access-key-like strings are redacted from AWS error texts too).
 
+Preflight: :meth:`BedrockBackend.apreflight` resolves the credential chain once,
+before the teacher's first request (``boto3.session.Session(profile_name=...,
+region_name=...).get_credentials()``, in a worker thread). No credentials fail at
+once naming the teacher and where they were looked for (the profile, or the default
+chain); an unknown profile is a ConfigError on ``options.profile``; a missing region
+already fails at construction naming ``options.region`` and ``AWS_REGION`` /
+``AWS_DEFAULT_REGION``. The preflight makes no Bedrock call: the cheap candidates
+(``sts:GetCallerIdentity``, ``bedrock:GetFoundationModel``) need the network, so they
+could not be tested offline, and the second needs an IAM permission the annotate
+calls do not. Credentials that resolve but are refused (expired, revoked, no model
+access) still fail every request with the AWS error, and the stage's
+``annotate.max_failed_share`` check stops it then. Resolving the chain itself may
+reach the network on a machine without other credentials: botocore asks the
+instance-metadata service last (``AWS_EC2_METADATA_DISABLED=true`` turns that off).
+
 The request: system messages go to ``system=[{"text": ...}]``, the user/assistant
 turns to ``messages`` (consecutive turns of one role become one message with several
 text blocks, as Converse requires alternation), and ``sampling`` maps to
@@ -59,7 +74,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ...errors import ConfigError
-from ..base import Backend, BackendError, Request, TeacherConfig
+from ..base import Backend, BackendError, PreflightError, Request, TeacherConfig
 from ..base import fold_system
 
 log = logging.getLogger(__name__)
@@ -168,22 +183,27 @@ class BedrockBackend(Backend):
 
     # ----------------------------------------------------------------- client
 
+    def _session(self) -> Any:
+        """A new boto3 session for this teacher's profile and region (sessions are not thread-safe)."""
+        try:
+            import boto3
+            from botocore.exceptions import ProfileNotFound
+        except ImportError as e:
+            raise ConfigError(f"annotate.teachers[{self.teacher.name}].backend",
+                              f"the bedrock backend needs boto3 ({e}): pip install boto3") from None
+        try:
+            return boto3.session.Session(profile_name=self.profile, region_name=self.region)
+        except ProfileNotFound:
+            raise ConfigError(f"{self._prefix}.profile",
+                              f"AWS profile {self.profile!r} not found in the AWS config files") from None
+
     def client(self) -> Any:
         """The boto3 ``bedrock-runtime`` client, created on first use (thread-safe)."""
         with self._lock:
             if self._client is None:
-                try:
-                    import boto3
-                    from botocore.config import Config
-                    from botocore.exceptions import ProfileNotFound
-                except ImportError as e:
-                    raise ConfigError(f"annotate.teachers[{self.teacher.name}].backend",
-                                      f"the bedrock backend needs boto3 ({e}): pip install boto3") from None
-                try:
-                    session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
-                except ProfileNotFound:
-                    raise ConfigError(f"{self._prefix}.profile",
-                                      f"AWS profile {self.profile!r} not found in the AWS config files") from None
+                session = self._session()
+                from botocore.config import Config
+
                 config = Config(
                     region_name=self.region,
                     retries={"max_attempts": self.max_retries, "mode": "adaptive"},
@@ -192,6 +212,34 @@ class BedrockBackend(Backend):
                 )
                 self._client = session.client("bedrock-runtime", config=config)
             return self._client
+
+    # ----------------------------------------------------------------- preflight
+
+    def check_credentials(self) -> None:
+        """Resolve the AWS credential chain once; raise PreflightError if it yields none (see the module docstring)."""
+        from botocore.exceptions import BotoCoreError
+
+        session = self._session()
+        try:
+            credentials = session.get_credentials()
+        except BotoCoreError as e:  # e.g. a broken credential_process, an SSO token that cannot be read
+            raise PreflightError(f"preflight: {self._where()}: resolving the AWS credentials failed: "
+                                 f"{type(e).__name__}: {_redact(str(e))}") from None
+        if credentials is None:
+            if self.profile:
+                source = f"AWS profile {self.profile!r} ({self._prefix}.profile)"
+            elif os.environ.get("AWS_PROFILE"):
+                source = f"AWS profile {os.environ['AWS_PROFILE']!r} (from $AWS_PROFILE)"
+            else:
+                source = ("the default chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+                          "~/.aws/credentials, instance role")
+            raise PreflightError(f"preflight: {self._where()}: no AWS credentials found in {source}; configure "
+                                 "them (`aws configure`, `aws sso login`, or export AWS_ACCESS_KEY_ID and "
+                                 f"AWS_SECRET_ACCESS_KEY), or name a profile that has them in "
+                                 f"{self._prefix}.profile")
+
+    async def apreflight(self) -> None:
+        await asyncio.to_thread(self.check_credentials)
 
     # ----------------------------------------------------------------- request and reply
 

@@ -6,8 +6,10 @@ timeout=..., max_retries=...)`` (openai 3.57, HTTP through ``httpx2``). Teacher 
 
     base_url     required; e.g. http://127.0.0.1:8000/v1 (no credentials in the URL)
     api_key_env  the NAME of the environment variable holding the key (default OPENAI_API_KEY);
-                 read once, at construction; unset or empty -> the stand-in key "EMPTY",
-                 which local servers accept. Never put the key itself in params.
+                 read once, at construction. Named here, it must be set and non-empty:
+                 the preflight fails naming it otherwise. Left at the default and unset
+                 or empty -> the stand-in key "EMPTY", which local servers accept.
+                 Never put the key itself in params.
     concurrency  int >= 1, default 8: the engine keeps at most this many calls in flight
     timeout      seconds > 0, default 60, per attempt (see below)
     max_retries  int >= 0, default 5: retries after the first attempt
@@ -62,6 +64,27 @@ messages are built from the status/cause (and scrubbed of the key in case a serv
 echoes it), and the BackendError is raised ``from None`` so no chained exception
 carries request headers into a traceback.
 
+Preflight
+---------
+:meth:`apreflight` runs once, before the teacher's first request (the engine calls it
+right before the first cache miss, so a fully cached rerun needs neither key nor
+server). It checks, in order:
+
+1. the key: if ``options.api_key_env`` is given and that variable is unset or empty,
+   it fails at once naming the variable and the teacher (no request is sent);
+2. the endpoint and model: ``GET <base_url>/models`` (``client.models.list()``, with the
+   teacher's ``timeout`` and ``max_retries``). The model passes if it is listed.
+   A connection error or timeout fails naming the teacher and the URL; 401/403 names
+   the key variable; another error status fails with the server's message;
+3. the fallback: when ``/models`` is not implemented (404, 405, 501, or a body that is
+   not a model list) or does not list the model, one chat completion of
+   ``max_tokens: 1`` to the configured model decides. Servers that serve a model under
+   another name than they list (llama.cpp and TGI ignore ``model``; Ollama lists
+   ``name:latest`` and answers ``name``) pass; a server that refuses the model fails
+   with the ids ``/models`` lists. That costs one tiny request, only in those cases.
+
+Every failure is a :class:`PreflightError` (the stage stops), never a rating.
+
 Replies
 -------
 The text of ``choices[0].message.content``. A reply with an empty ``choices`` list, or a
@@ -103,7 +126,7 @@ from urllib.parse import urlsplit
 import openai
 
 from ...errors import ConfigError
-from ..base import Backend, BackendError, Request, TeacherConfig
+from ..base import Backend, BackendError, PreflightError, Request, TeacherConfig
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +143,10 @@ OPTION_KEYS = {"base_url", *DEFAULTS}
 RETRIED_STATUSES = frozenset({408, 409, 429})
 RETRY_AFTER_CAP_S = 120.0  # openai._constants.MAX_RETRY_AFTER_DELAY
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# preflight: statuses of GET /models that mean "this server has no such route"
+NO_MODELS_ROUTE = frozenset({404, 405, 501})
+# preflight fallback: one chat completion of one token (see the module docstring)
+PROBE_MESSAGES = ({"role": "user", "content": "Reply with the word OK."},)
 
 
 class _Secret:
@@ -188,6 +215,7 @@ class OpenAICompatBackend(Backend):
         self.timeout: float = opts["timeout"]
         self.max_retries: int = opts["max_retries"]
         self.json_mode: bool = opts["json_mode"]
+        self.key_named = "api_key_env" in teacher.options  # a named variable must be set (apreflight)
         key = os.environ.get(self.api_key_env) or ""
         self.key_is_stand_in = not key
         if not key:
@@ -243,19 +271,80 @@ class OpenAICompatBackend(Backend):
         client = self._get_client()
         try:
             reply = await client.chat.completions.create(model=self.teacher.model, messages=messages, **kwargs)
-        except openai.APIStatusError as err:
-            raise self._status_error(err) from None
-        except openai.APITimeoutError as err:
-            raise self._fail(f"timed out (no response within timeout={self.timeout:g}s)", _attempts(err),
-                             "raise options.timeout, or lower options.concurrency if the server is overloaded"
-                             ) from None
-        except openai.APIConnectionError as err:
-            raise self._fail(f"connection failed: {_root_cause(err)}", _attempts(err),
-                             "is the server running and reachable at options.base_url?") from None
-        except (json.JSONDecodeError, openai.APIResponseValidationError) as err:
-            raise self._fail(f"the reply is not valid JSON ({type(err).__name__}: {err})", None,
-                             "the server or a proxy sent a broken body; check its log") from None
+        except (openai.APIError, json.JSONDecodeError) as err:
+            raise self._transport_error(err) from None
         return self._content(reply)
+
+    def _transport_error(self, err: Exception, what: str | None = None) -> BackendError:
+        """The BackendError for an exception of the client on ``what`` (default: POST <endpoint>)."""
+        if isinstance(err, openai.APIStatusError):
+            return self._status_error(err, what)
+        if isinstance(err, openai.APITimeoutError):
+            return self._fail(f"timed out (no response within timeout={self.timeout:g}s)", _attempts(err),
+                              "raise options.timeout, or lower options.concurrency if the server is overloaded",
+                              what)
+        if isinstance(err, openai.APIConnectionError):
+            return self._fail(f"connection failed: {_root_cause(err)}", _attempts(err),
+                              "is the server running and reachable at options.base_url?", what)
+        if isinstance(err, (json.JSONDecodeError, openai.APIResponseValidationError)):
+            return self._fail(f"the reply is not valid JSON ({type(err).__name__}: {err})", None,
+                              "the server or a proxy sent a broken body; check its log", what)
+        return self._fail(f"{type(err).__name__}: {_excerpt(str(err))}", None, "", what)
+
+    # ------------------------------------------------------------------ preflight
+
+    async def apreflight(self) -> None:
+        """Key, endpoint and model, checked once before the first request; see "Preflight" in the module docstring."""
+        name = self.teacher.name
+        if self.key_named and self.key_is_stand_in:
+            raise PreflightError(f"preflight: teacher {name!r}: the environment variable ${self.api_key_env} "
+                                 f"({self.teacher.options_key}.api_key_env) is unset or empty; export the API "
+                                 f"key for {self.base_url} in it, or remove options.api_key_env if the server "
+                                 "takes no key")
+        client = self._get_client()
+        listing = f"GET {self.base_url}/models"
+        served: list[str] | None = None  # None: the server gave no usable model list
+        try:
+            page = await client.models.list()
+        except openai.APIStatusError as err:
+            if err.status_code not in NO_MODELS_ROUTE:
+                raise self._preflight_error(err, listing) from None
+        except openai.APIConnectionError as err:  # refused, reset, timed out
+            raise self._preflight_error(err, listing) from None
+        except (json.JSONDecodeError, openai.APIResponseValidationError):
+            pass
+        else:
+            data = getattr(page, "data", None)
+            if isinstance(data, list):
+                served = [m.id for m in data if isinstance(getattr(m, "id", None), str)]
+        if served is not None and self.teacher.model in served:
+            log.info("teacher %s: %s serves %s", name, self.base_url, self.teacher.model)
+            return
+        # not listed, or no list: one chat completion of one token decides
+        try:
+            reply = await client.chat.completions.create(model=self.teacher.model, messages=list(PROBE_MESSAGES),
+                                                         max_tokens=1)
+            self._content(reply)
+        except openai.APIStatusError as err:
+            if served is not None and err.status_code in (400, 404, 422):
+                shown = ", ".join(repr(m) for m in served[:20]) + (f" … ({len(served)} in all)"
+                                                                   if len(served) > 20 else "")
+                detail = re.sub(r"^Error code: \d+ - ", "", err.message or "")
+                raise PreflightError(self._scrub(
+                    f"preflight: teacher {name!r}: model {self.teacher.model!r} is not served by {self.base_url}: "
+                    f"{listing} lists {shown or 'no model'}, and a one-token chat completion with it was "
+                    f"refused (HTTP {err.status_code}: {_excerpt(detail)}); set "
+                    f"annotate.teachers[{name}].model to a served id")) from None
+            raise self._preflight_error(err, f"POST {self.endpoint}") from None
+        except (openai.APIError, json.JSONDecodeError) as err:
+            raise self._preflight_error(err, f"POST {self.endpoint}") from None
+        except BackendError as err:  # a 200 that is not a chat completion
+            raise PreflightError(f"preflight: {err}") from None
+        log.info("teacher %s: %s answers for %s (%s)", name, self.base_url, self.teacher.model,
+                 "not listed by /models" if served is not None else "no model list at /models")
+
+    def _preflight_error(self, err: Exception, what: str) -> PreflightError:
+        return PreflightError(f"preflight: {self._transport_error(err, what)}")
 
     def _content(self, reply: Any) -> str:
         choices = getattr(reply, "choices", None)
@@ -271,7 +360,7 @@ class OpenAICompatBackend(Backend):
         content = getattr(message, "content", None)
         return content if isinstance(content, str) else ""
 
-    def _status_error(self, err: openai.APIStatusError) -> BackendError:
+    def _status_error(self, err: openai.APIStatusError, what: str | None = None) -> BackendError:
         code = err.status_code
         try:
             phrase = http.HTTPStatus(code).phrase
@@ -294,6 +383,8 @@ class OpenAICompatBackend(Backend):
         if code in (401, 403):
             unset = " (unset: the stand-in key \"EMPTY\" was sent)" if self.key_is_stand_in else ""
             hint = f"check the API key in ${self.api_key_env}{unset}"
+            if self.key_is_stand_in and not self.key_named:
+                hint += "; name the variable that holds it in options.api_key_env"
         elif code == 404:
             hint = ("check options.base_url (OpenAI-compatible servers answer at <base_url>/chat/completions; "
                     "it usually ends in /v1) and the model name")
@@ -305,10 +396,12 @@ class OpenAICompatBackend(Backend):
             hint = "the server rejected the request: check the model name and the teacher's sampling settings"
         else:
             hint = ""
-        return self._fail(cause, attempts, hint)
+        return self._fail(cause, attempts, hint, what)
 
-    def _fail(self, cause: str, attempts: int | None, hint: str) -> BackendError:
-        msg = f"teacher {self.teacher.name!r}: POST {self.endpoint} (model {self.teacher.model!r}) failed"
+    def _fail(self, cause: str, attempts: int | None, hint: str, what: str | None = None) -> BackendError:
+        """``what`` is the request that failed (default: ``POST <endpoint>``)."""
+        what = what or f"POST {self.endpoint}"
+        msg = f"teacher {self.teacher.name!r}: {what} (model {self.teacher.model!r}) failed"
         if attempts is not None:
             msg += f" after {attempts} attempt{'s' if attempts != 1 else ''}"
         msg += f": {cause}"
