@@ -20,7 +20,7 @@ from explainft.encode import IGNORE, EncodeError, Encoded, collate, encode_all, 
 from explainft.errors import ConfigError  # noqa: E402
 from explainft.records import Example, Turn  # noqa: E402
 from explainft.targets import student_prompt  # noqa: E402
-from explainft.train import TrainConfig, finetune, last_checkpoint, train_config  # noqa: E402
+from explainft.train import TIMING_KEYS, TrainConfig, finetune, last_checkpoint, train_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = ("Paris is in France, on the Seine.", 5, "It answers the question directly and correctly.")
@@ -146,10 +146,15 @@ def test_eval_loss_is_score_only_and_metrics_and_live(tiny_dir, tmp_path):
     assert [p["step"] for p in ev["history"]] == [1, 2, 3, 4]
     assert [p["epoch"] for p in ev["per_epoch"]] == [1.0, 2.0]
     saved = json.loads((tmp_path / "model" / "metrics.json").read_text())
-    for key in ("train_loss", "train_loss_mean", "eval", "steps", "epochs", "seconds", "train_seconds",
-                "steps_per_second", "supervised_tokens", "supervised_tokens_per_second", "padding_share",
-                "padding_share_batch_mean", "padding_share_batch_max", "batches", "resumed_from", "encode", "config"):
-        assert key in saved, key
+    # metrics.json holds what the inputs determine; the timings are returned only (the model folder is a DVC
+    # output whose hash must not change from run to run)
+    assert set(saved) == {"train_loss", "train_loss_mean", "eval", "steps", "epochs", "supervised_tokens",
+                          "padding_share", "padding_share_batch_mean", "padding_share_batch_max", "batches",
+                          "resumed_from", "encode", "config"}
+    assert set(TIMING_KEYS) == {"seconds", "train_seconds", "steps_per_second", "supervised_tokens_per_second"}
+    assert set(m) == set(saved) | set(TIMING_KEYS)
+    assert all(m[k] > 0 for k in TIMING_KEYS) and m["seconds"] >= m["train_seconds"]
+    assert {k: m[k] for k in saved} == saved
     assert saved["steps"] == 4 and saved["batches"] == 4 and saved["resumed_from"] is None
     assert 0 <= saved["padding_share"] < 0.5 and saved["supervised_tokens"] > 0
     live = tmp_path / "live"
@@ -329,6 +334,40 @@ def test_a_model_whose_hidden_states_are_not_final_falls_back_to_the_stock_loss(
     assert m["train_loss"] is not None and m["eval"]["test"]["final"] is not None
 
 
+SAME_RUN = """
+import sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+from test_train import cfg, examples
+from explainft.students import load_student
+from explainft.train import finetune
+torch.manual_seed(0)
+model, tok = load_student({tiny!r}, method="lora", quantization="none", lora={{"r": 4, "dropout": 0.1}})
+finetune(model, tok, examples(4), {{"test": examples(2, start=50)}}, Path({out!r}), cfg(epochs=1, batch_size=2))
+"""
+
+
+def test_the_same_lora_run_writes_the_same_model_bytes_whatever_the_hash_seed(tiny_dir, tmp_path):
+    """The model folder is a DVC output: the same run in two processes gives the same bytes. peft writes
+    target_modules, a set, in the order of Python's per-process string hash seed; finetune sorts it."""
+    folders = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"hashseed_{seed}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TOKENIZERS_PARALLELISM": "false",
+               "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": seed}
+        code = SAME_RUN.format(tests=str(ROOT / "tests"), tiny=str(tiny_dir), out=str(out))
+        p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout + p.stderr
+        folders.append({f.name: f.read_bytes() for f in sorted((out / "model").iterdir())})
+    assert folders[0] == folders[1]
+    assert sorted(folders[0]) == ["README.md", "adapter_config.json", "adapter_model.safetensors", "metrics.json",
+                                  "tokenizer.json", "tokenizer_config.json"]
+    assert json.loads(folders[0]["adapter_config.json"])["target_modules"] == [
+        "down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+
+
 def test_checkpoints_of_another_run_are_not_resumed(tiny_dir, tmp_path):
     model, tok = load(tiny_dir)
     c = cfg(epochs=1, batch_size=2)
@@ -347,7 +386,10 @@ def test_checkpoints_of_another_run_are_not_resumed(tiny_dir, tmp_path):
     assert last_checkpoint(tmp_path) is None  # removed after success
     assert json.loads((tmp_path / "checkpoints" / "RUN.json").read_text()) == {"lr": 2}
     assert (tmp_path / "checkpoints" / "initial_eval.json").is_file()
-    assert (tmp_path / "model" / "trainer_state.json").is_file()
+    # the Trainer's state (with its run times) stays out of the model folder, a DVC output
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
+        "config.json", "generation_config.json", "metrics.json", "model.safetensors", "tokenizer.json",
+        "tokenizer_config.json"]
 
 
 def test_the_first_batch_check_draws_no_random_numbers(tiny_dir):

@@ -48,7 +48,9 @@ intermediate=512, max_positions=2048) -> Path``
     mean loss on a fixed probe batch (up to ``batch_size`` chunks) before and
     after training, so they compare like with like. Returns ``{loss_start,
     loss_end, steps, seconds, steps_per_second, tokens, chunks, seq_len,
-    batch_size, lr, seed}`` (``seconds`` is the training loop only).
+    batch_size, lr, seed}`` (``seconds`` is the training loop only). The
+    timings (``PRETRAIN_TIMING_KEYS``) change from run to run: the student
+    stage writes them to ``timings/student.json``, not to its metrics.
 ``convert_smollm2(out_dir, *, loaded=None) -> Path``
     Loads the GGUF tokenizer and model (fp32) with ``gguf_file=``, works around
     ``ValueError: The model is quantized with gguf and is not serializable``
@@ -127,6 +129,7 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY_STAGE = SMOLLM2_STAGE = "student"
 STUDENT_DIR = "models/student"
 STUDENT_MARKER = "STUDENT.json"
+PRETRAIN_TIMING_KEYS = ("seconds", "steps_per_second")  # pretrain()'s wall-clock figures (explainft.timings)
 QUANTIZATIONS = ("auto", "nf4", "none")
 METHODS = ("lora", "full")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")

@@ -44,9 +44,15 @@ full; see ``students.py``) on the encoded training examples
   GPU, non-deterministic kernels (atomics in backward) make it close, not
   equal.
 * **Outputs**: ``out_dir/model`` (``save_pretrained``, safetensors; the
-  adapter only for a peft model; the tokenizer and ``trainer_state.json``
-  beside it),
+  adapter only for a peft model; the tokenizer beside it),
   ``out_dir/model/metrics.json`` (see :func:`finetune`), ``out_dir/live``.
+  Both are functions of the inputs (a DVC output must be): no timing goes
+  into them (:data:`TIMING_KEYS` are returned, not written), and the
+  Trainer's ``trainer_state.json`` stays out of ``model/``, since its log
+  history carries run times (``train_runtime``, ``eval_*_runtime``,
+  ``*_per_second``, ``eval_*_model_preparation_time``). Nothing reads it
+  there: resuming reads the checkpoints' own copy, and its losses are in
+  ``metrics.json`` and the curves.
 
 Saving checkpoints follows evaluation: every ``eval_steps`` steps when it is
 set, else at every epoch end.
@@ -73,6 +79,8 @@ CHECKPOINTS = "checkpoints"
 MODEL = "model"
 LIVE = "live"
 METRICS = "metrics.json"
+# finetune()'s wall-clock figures: returned, never written into out_dir (see "Outputs" above)
+TIMING_KEYS = ("seconds", "train_seconds", "steps_per_second", "supervised_tokens_per_second")
 INITIAL_EVAL = "initial_eval.json"  # in CHECKPOINTS, so that a resumed run keeps its step-0 evaluation
 RUN = "RUN.json"  # in CHECKPOINTS: the fingerprint of the run that wrote them
 SCORE_TARGETS = ("hard", "soft")
@@ -590,7 +598,10 @@ def finetune(model: Any, tokenizer: Any, train: list[Example], evals: dict[str, 
     ``padding_share_batch_max``, ``batches``, ``resumed_from`` (checkpoint
     step or null), ``encode`` ({split: encode_all stats}), ``config``.
     (Counts, tokens and shares cover the batches this process trained on; a
-    resumed run counts from the checkpoint.)
+    resumed run counts from the checkpoint.) The timings, :data:`TIMING_KEYS`
+    (``seconds`` … ``supervised_tokens_per_second``), are in the returned dict
+    only: metrics.json leaves them out, so that the same inputs give the same
+    bytes (the finetune stage writes them to ``timings/``, :mod:`explainft.timings`).
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -698,7 +709,8 @@ def finetune(model: Any, tokenizer: Any, train: list[Example], evals: dict[str, 
         "config": dataclasses.asdict(cfg),
     }
     if main:
-        _write_json(out_dir / MODEL / METRICS, metrics)  # beside the model: out_dir holds only declared outputs
+        # beside the model (out_dir holds only declared outputs), without the run-dependent timings
+        _write_json(out_dir / MODEL / METRICS, {k: v for k, v in metrics.items() if k not in TIMING_KEYS})
         if not keep_checkpoints:
             for p in ckpt_dir.glob("checkpoint-*"):
                 shutil.rmtree(p, ignore_errors=True)
@@ -723,16 +735,38 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _save_model(trainer: Any, tokenizer: Any, dest: Path) -> None:
-    """save_pretrained (safetensors) into a temporary folder, then rename over ``dest``."""
+    """save_pretrained (safetensors) and the tokenizer into a temporary folder, then rename over ``dest``.
+
+    Not the Trainer's ``trainer_state.json``: its log history holds run times, and ``dest`` is a DVC output
+    whose hash must depend on the inputs alone (the module docstring, "Outputs")."""
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     trainer.model.save_pretrained(str(tmp), safe_serialization=True) if _takes_safe(trainer.model) else \
         trainer.model.save_pretrained(str(tmp))
+    _sort_adapter_sets(trainer.model, tmp)
     if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
         tokenizer.save_pretrained(str(tmp))
-    trainer.state.save_to_json(str(tmp / "trainer_state.json"))
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
+
+
+def _sort_adapter_sets(model: Any, folder: Path) -> None:
+    """Sort the lists that peft's ``adapter_config.json`` holds for set-valued settings (``target_modules``,
+    ``modules_to_save``, ...).
+
+    peft writes such a set as a list in the set's iteration order, which follows Python's per-process string
+    hash seed, so the same run twice gave two different files (and DVC two different model hashes). The order
+    means nothing to peft. The file keeps peft's own layout (``indent=2``, sorted keys)."""
+    path = folder / "adapter_config.json"
+    configs = getattr(model, "peft_config", None)
+    if not path.is_file() or not isinstance(configs, Mapping):
+        return
+    keys = {k for c in configs.values() for k, v in vars(c).items() if isinstance(v, (set, frozenset))}
+    cfg = json.loads(path.read_text())
+    for k in keys:
+        if isinstance(cfg.get(k), list):
+            cfg[k] = sorted(cfg[k], key=str)
+    path.write_text(json.dumps(cfg, indent=2, sort_keys=True))
 
 
 def _takes_safe(model: Any) -> bool:

@@ -149,9 +149,11 @@ class TransformersBackend(BatchBackend):
         self._limit = self.max_input_tokens
         self._fold_system = False
         self._sanitize = True
-        # counters for the stage's metrics file
-        self.stats: dict[str, float] = {"load_s": 0.0, "batches": 0, "prompts": 0, "prompt_tokens": 0,
-                                        "new_tokens": 0, "generate_s": 0.0, "too_long": 0, "failed_batches": 0}
+        # counters for the stage's metrics file, and the wall-clock seconds, which change from run to run and go
+        # to timings/annotate/<dataset>.json instead (explainft.timings)
+        self.stats: dict[str, int] = {"batches": 0, "prompts": 0, "prompt_tokens": 0, "new_tokens": 0,
+                                      "too_long": 0, "failed_batches": 0}
+        self.timings: dict[str, float] = {"load_s": 0.0, "generate_s": 0.0}
 
     # ----------------------------------------------------------------- identity and resolution
 
@@ -232,9 +234,9 @@ class TransformersBackend(BatchBackend):
             self._context_limit = ctx if isinstance(ctx, int) else None
             self._limit = limit
             self._tokenizer, self._generation_config, self._model = tok, gc, model
-            self.stats["load_s"] = round(time.perf_counter() - t0, 3)
+            self.timings["load_s"] = round(time.perf_counter() - t0, 3)
             log.info("teacher %s: loaded %s on %s (%s) in %.1f s", self.teacher.name, self.teacher.model, device,
-                     dtype_name, self.stats["load_s"])
+                     dtype_name, self.timings["load_s"])
 
     def _build_generation_config(self, model: Any, tok: Any) -> Any:
         """The model's generation config with this teacher's sampling (see the module docstring)."""
@@ -344,7 +346,7 @@ class TransformersBackend(BatchBackend):
             generated = model.generate(input_ids=input_ids, attention_mask=attention,
                                        generation_config=self._generation_config)
         new = generated[:, input_ids.shape[1]:]
-        self.stats["generate_s"] += time.perf_counter() - t0
+        self.timings["generate_s"] += time.perf_counter() - t0
         self.stats["batches"] += 1
         self.stats["prompts"] += len(prompts)
         self.stats["prompt_tokens"] += sum(len(p) for p in prompts)
