@@ -64,6 +64,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -76,7 +77,8 @@ from explainft.train import train_config  # noqa: E402
 
 REAL = ROOT / "data" / "variants" / "chatterbot" / "on_topic" / "assessment.jsonl"
 N_EXAMPLES = 256
-N_TRAINSET = 1400  # the pipeline's training split (params.yaml split.train), for padding_trainset
+# the pipeline's training split size (params.yaml split.train), for padding_trainset when the pipeline has not run
+N_TRAINSET = int(yaml.safe_load((ROOT / "params.yaml").read_text())["split"]["train"])
 BATCH = 16
 MAX_LENGTH = 512
 LR = 2e-4

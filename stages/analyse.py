@@ -11,12 +11,16 @@ from explainft.cli_util import run_stage
 @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
 def main(params_path: str) -> None:
     def work() -> None:
+        from pathlib import Path
+
         from explainft.analyses import run_analyse
         from explainft.config import load_params
+        from explainft.timings import read_timings
 
         m = run_analyse(load_params(params_path))
+        cost = read_timings(Path("."), "analysis").get("lens_cost_vs_scoring")
         click.echo(f"analyse: {m['pairs']} pairs (explanation vs score-only); logit lens costs "
-                   f"{m['lens_cost_vs_scoring']}x plain scoring -> plots/analysis, metrics/analysis.json")
+                   f"{cost}x plain scoring (timings/analysis.json) -> plots/analysis, metrics/analysis.json")
 
     run_stage("analyse", work)
 

@@ -39,8 +39,11 @@ def launch_command(script: str, args: list[str], num_processes: int, config_file
 @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
 def main(train_set: str, dimension: str, variant: str, seed: int, params_path: str) -> None:
     def work() -> None:
+        from pathlib import Path
+
         from explainft.config import finetune_config, load_params
-        from explainft.training_stages import run_finetune
+        from explainft.timings import read_timings
+        from explainft.training_stages import cell_path, run_finetune
 
         params = load_params(params_path)
         fc = finetune_config(params)
@@ -51,8 +54,12 @@ def main(train_set: str, dimension: str, variant: str, seed: int, params_path: s
             sys.exit(subprocess.call(cmd, env={**os.environ, _LAUNCHED: "1"}))
         m = run_finetune(params, train_set, dimension, variant, seed)
         if os.environ.get("RANK", "0") == "0":
-            click.echo(f"finetune {train_set}/{dimension}/{variant}/seed_{seed}: {m['steps']} steps in {m['train_seconds']} s, "
-                       f"test loss {m['test_loss_initial']:.4f} -> {m['test_loss_final']:.4f}, "
+            cell = cell_path(train_set, dimension, variant, seed)
+            seconds = read_timings(Path("."), f"train/{cell}").get("train_seconds")
+            took = f" in {seconds:.1f} s" if seconds is not None else ""
+            click.echo(f"finetune {cell}: {m['steps']} steps{took}, "
+                       f"validation loss {m['validation_loss_initial']:.4f} -> {m['validation_loss_final']:.4f}, "
+                       f"validation MSE {m['validation_mse']:.4f} (prior {m['validation_prior_mse']:.4f}), "
                        f"padding {m['padding_share']:.1%}")
 
     run_stage("finetune", work)

@@ -11,12 +11,17 @@ from explainft.cli_util import run_stage
 @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
 def main(params_path: str) -> None:
     def work() -> None:
+        from pathlib import Path
+
         from explainft.config import load_params
+        from explainft.timings import read_timings
         from explainft.training_stages import run_student
 
         m = run_student(load_params(params_path))
         pre = m.get("pretrain")
-        extra = (f", pretrained {pre['steps']} steps in {pre['seconds']:.0f} s, loss {pre['loss_start']:.2f} -> "
+        seconds = read_timings(Path("."), "student").get("pretrain", {}).get("seconds")
+        took = f" in {seconds:.0f} s" if seconds is not None else ""
+        extra = (f", pretrained {pre['steps']} steps{took}, loss {pre['loss_start']:.2f} -> "
                  f"{pre['loss_end']:.2f}") if pre else ""
         click.echo(f"student: {m['student']} ready in models/student{extra}")
 

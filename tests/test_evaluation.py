@@ -14,6 +14,7 @@ from conftest import ROOT
 from explainft.errors import ConfigError
 from explainft.evaluation import evaluate_config, load_test_sets
 from explainft.records import Prediction, read_jsonl, write_jsonl
+from explainft.provenance import Provenance
 from explainft.report import Grid, build_report, paper_wins, row_label
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -89,7 +90,13 @@ def test_analyse_compares_the_explanation_and_score_only_models(trained, monkeyp
     assert max(w.values()) == pytest.approx(1.0) and set(w) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                                                 "up_proj", "down_proj"}
     assert abs(m["entropy"]["chatterbot/on_topic/seed_0"]["block_1"]) == pytest.approx(1.0)
-    assert m["lens_cost_vs_scoring"] > 0
+    # the lens's cost against plain scoring is a timing: in timings/analysis.json, never in the metrics
+    assert "lens_cost_vs_scoring" not in m and "lens_cost_vs_scoring" not in json.loads(
+        (root / "metrics/analysis.json").read_text())
+    t = json.loads((root / "timings/analysis.json").read_text())
+    assert set(t) == {"lens_seconds", "scoring_seconds", "lens_cost_vs_scoring"}
+    assert t["lens_seconds"] > 0 and t["scoring_seconds"] > 0
+    assert abs(t["lens_cost_vs_scoring"] - t["lens_seconds"] / t["scoring_seconds"]) < 0.006  # rounded to 2 places
     out = root / "plots/analysis"
     assert (out / "weights_chatterbot_on_topic.png").is_file() and (out / "ranks_chatterbot_on_topic_none.png").is_file()
     rows = (out / "entropy_by_block.csv").read_text().splitlines()
@@ -165,7 +172,8 @@ def synthetic(root: Path, seeds=(0,)) -> Grid:
 def test_report_values_wins_and_byte_identical_regeneration(tmp_path):
     grid = synthetic(tmp_path)
     params = {"profile": "default", "train": {"student": "tiny", "method": "full"}}
-    m = build_report(tmp_path, params, grid, n_boot=500, ci=0.95, seed=0, commit="abc123")
+    prov = Provenance(commit="abc123" * 6 + "abcd", dirty=False, profile="default", inputs_sha256="f" * 64)
+    m = build_report(tmp_path, params, grid, n_boot=500, ci=0.95, seed=0, provenance=prov)
     assert m["explanations_win"] == 2 and m["cells"] == 2
     # (E): error 0.1 -> MSE 0.01; score only: 0.2 -> 0.04; every item differs by exactly -0.03
     for cell in ("alpha/on_topic", "beta/on_topic"):
@@ -173,14 +181,19 @@ def test_report_values_wins_and_byte_identical_regeneration(tmp_path):
         assert r["diff"] == pytest.approx(-0.03, abs=1e-9) and r["low"] == pytest.approx(-0.03, abs=1e-9)
     assert m["beat_both_baselines"] == 4 and m["models"] == 4  # score-only (0.04) beats the prior (0.05) too
     md = (tmp_path / "reports/REPORT.md").read_text()
-    assert "Explanations win in 2 of 2 cells" in md and "abc123" in md and "A demonstration, not a replication" in md
+    assert "Explanations win in 2 of 2 cells" in md and "A demonstration, not a replication" in md
+    assert md.split("\n")[2].startswith(f"Profile **default**, inputs at commit `{'abc123' * 6}abcd` (clean), "
+                                         f"dvc.lock inputs sha256 `{'f' * 64}`; student `tiny` (full), seeds [0].")
+    assert m["provenance"] == {"commit": "abc123" * 6 + "abcd", "dirty": False, "profile": "default",
+                               "inputs_sha256": "f" * 64}
+    assert "seconds" not in md and "plain scoring" not in md  # no timing in the report
     assert "This profile trains a tiny student built here" in md
     table = (tmp_path / "reports/tables/on_topic_mse.csv").read_text().splitlines()
     assert table[0] == "trained on,alpha,beta"
     assert table[1] == "Untuned,0.300000,0.300000" and table[3] == "alpha,0.040000,0.041000"
     assert table[4] == "alpha (E),0.010000,0.011000"
     before = {p: p.read_bytes() for p in (tmp_path / "reports").rglob("*") if p.is_file()}
-    build_report(tmp_path, params, grid, n_boot=500, ci=0.95, seed=0, commit="abc123")
+    build_report(tmp_path, params, grid, n_boot=500, ci=0.95, seed=0, provenance=prov)
     after = {p: p.read_bytes() for p in (tmp_path / "reports").rglob("*") if p.is_file()}
     assert before == after and any(p.suffix == ".png" for p in after)
 
@@ -188,7 +201,7 @@ def test_report_values_wins_and_byte_identical_regeneration(tmp_path):
 def test_seed_variance_widens_the_interval(tmp_path):
     grid = synthetic(tmp_path, seeds=(0, 1, 2))
     params = {"profile": "smollm2", "train": {"student": "smollm2", "method": "lora"}}
-    m = build_report(tmp_path, params, grid, n_boot=500, ci=0.95, seed=0, commit="x")
+    m = build_report(tmp_path, params, grid, n_boot=500, ci=0.95, seed=0)
     r = m["with_vs_without"]["alpha/on_topic"]
     assert r["low"] < r["diff"] < r["high"]  # seeds disagree: no longer a point
     md = (tmp_path / "reports/REPORT.md").read_text()
@@ -208,7 +221,7 @@ def test_a_losing_model_is_flagged_against_the_baselines(tmp_path):
     base["prior"]["beta"]["mse"] = 0.02
     path.write_text(json.dumps(base))
     m = build_report(tmp_path, {"profile": "default", "train": {"student": "tiny"}}, grid, n_boot=200, ci=0.9,
-                     seed=0, commit="x")
+                     seed=0)
     assert m["beat_both_baselines"] == 2
     # alpha's score-only model is off by a constant +0.2: bias 0.2, nothing left once it is removed, so it loses
     # on its offset alone; beta's has no offset and an error variance of 0.0625, above the labels' (~0.0133)
@@ -223,7 +236,7 @@ def test_a_losing_model_is_flagged_against_the_baselines(tmp_path):
     assert "trained on rounded 1–5 labels" in md and "score target" not in md.split("\n")[2]
     build_report(tmp_path, {"profile": "default", "train": {"student": "tiny", "method": "full", "score_target": "soft",
                                                             "score_weight": 5.0}},
-                 grid, n_boot=200, ci=0.9, seed=0, commit="x")
+                 grid, n_boot=200, ci=0.9, seed=0)
     md = (tmp_path / "reports/REPORT.md").read_text()
     assert "student `tiny` (full), score target soft, score weight 5 (README" in md
     assert "so this offset is not rounding's" in md and "trained on rounded 1–5 labels" not in md
@@ -231,7 +244,7 @@ def test_a_losing_model_is_flagged_against_the_baselines(tmp_path):
     base["prior"]["alpha"]["mse"] = 0.05
     path.write_text(json.dumps(base))
     m = build_report(tmp_path, {"profile": "default", "train": {"student": "tiny"}}, grid, n_boot=200, ci=0.9,
-                     seed=0, commit="x")
+                     seed=0)
     assert m["beat_both_baselines"] == 3 and m["lose_on_offset_only"] == 0
     assert ("None of the models that do not beat both (1) has MSE − bias² below the label variance"
             in (tmp_path / "reports/REPORT.md").read_text())
@@ -272,7 +285,7 @@ def _ablation_grid(root: Path) -> Grid:
 def test_report_ablation_tables_plots_and_metrics(tmp_path):
     grid = _ablation_grid(tmp_path)
     m = build_report(tmp_path, {"profile": "default", "train": {"student": "tiny"}}, grid, n_boot=200, ci=0.95,
-                     seed=0, commit="x")
+                     seed=0)
     # every model of both grids is checked against the baselines: 4 main + 6 ablation; fully_random (0.0625) loses
     # to the prior (0.05)
     assert m["models"] == 10 and m["beat_both_baselines"] == 9
@@ -301,8 +314,46 @@ def test_report_ablation_tables_plots_and_metrics(tmp_path):
 def test_report_without_an_ablation_grid_says_so(tmp_path):
     grid = synthetic(tmp_path)
     m = build_report(tmp_path, {"profile": "default", "train": {"student": "tiny"}}, grid, n_boot=200, ci=0.95,
-                     seed=0, commit="x")
+                     seed=0)
     md = (tmp_path / "reports/REPORT.md").read_text()
     assert "no ablation grid" in md and "No random-word variant" in md
     assert "length" not in m["ablation"] and "random" not in m["ablation"]
     assert (tmp_path / "reports/tables/ablation_random.csv").read_text() == "set,dimension,variant,test_set,mse,mae\n"
+
+
+def test_report_states_the_settings_chosen_on_validation(tmp_path):
+    """selection/*.json: the report names the choice, whether the profile uses it, and whether it is current."""
+    from explainft.selection import inputs_digest
+
+    grid = synthetic(tmp_path)
+    params = {"profile": "default", "train": {"student": "tiny", "method": "full", "score_target": "soft"}}
+    m = build_report(tmp_path, params, grid, n_boot=200, ci=0.95, seed=0)
+    md = (tmp_path / "reports/REPORT.md").read_text()
+    assert "## How the settings were chosen" in md and "No setting of this profile was chosen on data" in md
+    assert m["selection"] == {}
+    cell = ("alpha", "on_topic", "none", 0)
+    for rel in ("data/variants/alpha/on_topic/none.jsonl", "data/splits/alpha/on_topic/validation.jsonl",
+                "models/student/STUDENT.json"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel + "\n")
+    cand = [{"params": {"train.score_target": t}, "mean_validation_mse": v, "mean_validation_prior_mse": 0.05,
+             "beats_prior": int(v < 0.05), "cells": {}} for t, v in (("hard", 0.061), ("soft", 0.042))]
+    rec = {"name": "objective", "grid": {"train.score_target": ["hard", "soft"]}, "cells": ["alpha/on_topic/none/seed_0"],
+           "inputs": inputs_digest(tmp_path, [cell]), "candidates": cand, "chosen": {"train.score_target": "soft"}}
+    (tmp_path / "selection").mkdir()
+    (tmp_path / "selection/objective.json").write_text(json.dumps(rec))
+    m = build_report(tmp_path, params, grid, n_boot=200, ci=0.95, seed=0)
+    md = (tmp_path / "reports/REPORT.md").read_text()
+    assert "Chosen: `train.score_target: soft`, over 2 candidates on 1 cells" in md
+    assert "This profile uses the chosen values." in md and "are the ones the selection read" in md
+    assert "| soft | 0.04200 | 0.05000 | 1 of 1 |\n| hard | 0.06100 | 0.05000 | 0 of 1 |" in md  # best first
+    assert m["selection"] == {"objective": {"chosen": {"train.score_target": "soft"}, "in_profile": True,
+                                            "current": True, "mean_validation_mse": 0.042}}
+    # the profile moved away from the choice, and the validation data changed since: both said plainly
+    params["train"]["score_target"] = "hard"
+    (tmp_path / "data/splits/alpha/on_topic/validation.jsonl").write_text("changed\n")
+    m = build_report(tmp_path, params, grid, n_boot=200, ci=0.95, seed=0)
+    md = (tmp_path / "reports/REPORT.md").read_text()
+    assert "**This profile does not use the chosen values** (`train.score_target` is 'hard', chosen 'soft')" in md
+    assert "**Stale:**" in md
+    assert m["selection"]["objective"]["in_profile"] is False and m["selection"]["objective"]["current"] is False

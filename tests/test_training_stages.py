@@ -43,6 +43,7 @@ def make_project(root: Path, *, n_test: int = 4) -> dict:
         for dim in DIMS:
             base = root / "data" / "splits" / s / dim
             write_jsonl(base / "train.jsonl", [ex(i, dim, None) for i in range(8)])
+            write_jsonl(base / "validation.jsonl", [ex(i, dim, None) for i in range(200, 204)])
             write_jsonl(base / "test.jsonl", [ex(i, dim, None) for i in range(100, 100 + n_test)])
             for v in ("none", "assessment"):
                 write_jsonl(root / "data" / "variants" / s / dim / f"{v}.jsonl", [ex(i, dim, v) for i in range(8)])
@@ -58,7 +59,7 @@ def test_student_corpus_is_train_conversations_and_rubrics(proj):
     root, params = proj
     texts = student_texts(params, root)
     assert sum("Where is Paris? (0)" in t for t in texts) == 1  # each training conversation once
-    assert not any("(100)" in t for t in texts)  # never a test conversation
+    assert not any("(100)" in t or "(200)" in t for t in texts)  # never a test or validation conversation
     assert sum(t.startswith("Rate the on-topic relevance") for t in texts) == 50
 
 
@@ -68,15 +69,29 @@ def test_student_then_finetune_writes_every_output(proj):
     assert m["student"] == "tiny" and m["pretrain"]["steps"] == 2
     assert json.loads((root / "models/student/STUDENT.json").read_text()) == {"student": "tiny"}
     assert json.loads((root / "metrics/student.json").read_text())["texts"] == m["texts"]
+    # a fine-tune reads the validation split, never the test split
+    for dim in DIMS:
+        (root / "data/splits/chatterbot" / dim / "test.jsonl").unlink()
     s = run_finetune(params, "chatterbot", "on_topic", "assessment", 0, root)
-    assert (s["n_train"], s["n_test"], s["steps"], s["variant"], s["seed"]) == (8, 4, 2, "assessment", 0)
-    assert s["test_loss_initial"] > 0 and s["best_epoch"] == 1
+    assert (s["n_train"], s["n_validation"], s["steps"], s["variant"], s["seed"]) == (8, 4, 2, "assessment", 0)
+    assert s["validation_loss_initial"] > 0 and s["best_epoch"] == 1
+    # the validation scores are the trained model's expected scores against the merged scores, by hand
+    from explainft.records import read_jsonl
+    from explainft.scoring import load_rater, score_examples
+
+    cell = finetune_dir(root, "chatterbot", "on_topic", "assessment", 0)
+    val = list(read_jsonl(root / "data/splits/chatterbot/on_topic/validation.jsonl", Example))
+    model, tok = load_rater(cell / "model", base=str(root / "models/student"))
+    pred = [x.expected for x in score_examples(model, tok, val, max_length=params["train"]["max_length"])]
+    by_hand = sum((p - e.score) ** 2 for p, e in zip(pred, val)) / len(val)
+    assert s["validation_mse"] == pytest.approx(by_hand, abs=1e-6)
+    # the prior is the training mean (4 GOOD at 1.0, 4 BAD at 0.0: 0.5), against 2 GOOD and 2 BAD: 0.25
+    assert s["validation_prior_mse"] == pytest.approx(0.25)
     saved = json.loads((root / "metrics/train/chatterbot/on_topic/assessment/seed_0.json").read_text())
     assert saved == s
-    cell = finetune_dir(root, "chatterbot", "on_topic", "assessment", 0)
     assert (cell / "model" / "model.safetensors").is_file()
     assert json.loads((cell / "checkpoints" / "RUN.json").read_text())["config"]["epochs"] == 1
-    assert (root / "plots/train/chatterbot/on_topic/assessment/seed_0/plots/metrics/eval/test/loss.tsv").is_file()
+    assert (root / "plots/train/chatterbot/on_topic/assessment/seed_0/plots/metrics/eval/validation/loss.tsv").is_file()
 
 
 def test_lora_cell_saves_an_adapter(proj):

@@ -9,16 +9,19 @@ score-only model (``none``) and the explanation model (``assessment``):
   in r×r space; full fine-tunes: W_E − W_none), and a per-block heatmap
   (:mod:`explainft.analysis.lora_diff`).
 * **Logit lens** (Table 6, appendices A.5-A.6): on the first
-  ``analysis.lens_items`` items of the set's own test split, the mean entropy
+  ``analysis.lens_items`` items of the set's own validation split (an analysis reads no test data), the mean entropy
   of each block's decoded distribution at the score position for both models;
   the difference (E minus score-only) per block, in the paper's grouping
   scaled to the student's depth, normalised by its largest magnitude; and
   heatmaps of the rank of the final predicted token per block
   (:mod:`explainft.analysis.logit_lens`). The lens pass is timed against plain
-  scoring of the same items (its cost relative to scoring goes to the metrics).
+  scoring of the same items; that cost changes from run to run, so it goes to
+  ``timings/analysis.json`` (:mod:`explainft.timings`), not to the metrics.
 
 Writes ``plots/analysis/{weight_differences,entropy_differences,entropy_by_block}.csv``,
-PNG heatmaps and ``metrics/analysis.json``.
+PNG heatmaps and ``metrics/analysis.json`` (all functions of the models and
+splits), and ``timings/analysis.json`` (``lens_seconds``, ``scoring_seconds``,
+``lens_cost_vs_scoring``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from .config import _int
 from .errors import ConfigError
 from .fsutil import atomic_open, write_json
 from .records import Example, read_jsonl
+from .timings import write_timings
 
 ANALYSIS_KEYS = {"lens_items", "batch_size", "heatmaps"}
 
@@ -112,7 +116,7 @@ def run_analyse(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any
             if draw:
                 heatmap(w["per_layer"], out / f"weights_{s}_{d}.png",
                         f"{s}, {d}: ||ΔW(E) − ΔW(score only)||_F per block")
-            test = list(read_jsonl(root / "data" / "splits" / s / d / "test.jsonl", Example))[: ac.lens_items]
+            test = list(read_jsonl(root / "data" / "splits" / s / d / "validation.jsonl", Example))[: ac.lens_items]
             lens = {}
             for v in (EXPLAINED, SCORE_ONLY):
                 bar.set_postfix(model=f"{s}/{d}/{v}/seed_{k}")
@@ -141,7 +145,9 @@ def run_analyse(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any
     _csv(out / "entropy_differences.csv", ["dimension", "set", "seed"] + labels, entropy_rows)
     _csv(out / "entropy_by_block.csv", ["dimension", "set", "seed", "variant", "block", "entropy", "mean_rank"],
          block_rows)
-    metrics["lens_cost_vs_scoring"] = round(lens_seconds / score_seconds, 2) if score_seconds > 0 else None
     metrics["blocks"] = labels
     write_json(root / "metrics" / "analysis.json", metrics)
+    write_timings(root, "analysis", {
+        "lens_seconds": lens_seconds, "scoring_seconds": score_seconds,
+        "lens_cost_vs_scoring": round(lens_seconds / score_seconds, 2) if score_seconds > 0 else None})
     return metrics

@@ -1,28 +1,33 @@
-"""The report: cross-dataset tables, test-loss curves, with-vs-without explanations, paper beside reproduction.
+"""The report: cross-dataset tables, validation-loss curves, with-vs-without explanations, paper beside reproduction.
 
 :func:`build_report` reads what the evaluate, baselines and finetune stages
 wrote (metrics/evaluate, data/predictions, metrics/train, plots/train) and the
 paper's tables (paper/*.csv), and writes
 
-* ``reports/REPORT.md``: the profile and commit, the per-dimension matrices
+* ``reports/REPORT.md``: its provenance (:mod:`explainft.provenance`: the
+  profile, the commit of the pipeline's inputs and whether the work tree
+  differs from it, a digest of dvc.lock's inputs), the per-dimension matrices
   of test MSE and MAE (rows: untuned student, label prior, each training set
   score-only and with explanations "(E)", other variants "[variant]";
   columns: the test sets), the with-vs-without summary with paired bootstrap
-  intervals, the baseline check, the test-loss curves and the paper's numbers
-  beside ours;
+  intervals, the baseline check, the validation-loss curves (the fine-tunes
+  read only the validation split; the test split only evaluation) and the
+  paper's numbers beside ours;
 * ``reports/tables/<dimension>_{mse,mae}.csv`` (the matrices) and
   ``reports/tables/with_vs_without.csv``;
-* ``reports/figures/test_loss_<dimension>.png`` and
+* ``reports/figures/validation_loss_<dimension>.png`` and
   ``reports/figures/with_vs_without.png``;
 * ``metrics/report.json``: the with-vs-without differences, the win count
-  and the baseline check, small and stable for ``dvc metrics diff``.
+  and the baseline check, small and stable for ``dvc metrics diff``, and the
+  provenance (``commit``, ``dirty``, ``profile``, ``inputs_sha256``).
 
 Several seeds (``train.seeds``): a cell's value is the mean over seeds, and
 the interval of a difference comes from :func:`explainft.metrics.seed_bootstrap`
 (items and seeds resampled), so it covers seed variance.
 
 Everything is a function of its inputs: the same inputs give byte-identical
-files (no dates; figures are written with fixed metadata).
+files (no dates, no timings; figures are written with fixed metadata), so a
+fresh clone's ``dvc repro`` reproduces the committed report.
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -38,6 +42,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .fsutil import atomic_open, write_json
+from .provenance import Provenance
+from .provenance import collect as collect_provenance
 from .records import Prediction, read_jsonl
 
 SCORE_ONLY = "none"
@@ -240,7 +246,7 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def _curve(root: Path, cell: str) -> tuple[np.ndarray, np.ndarray] | None:
-    path = root / "plots" / "train" / cell / "plots" / "metrics" / "eval" / "test" / "loss.tsv"
+    path = root / "plots" / "train" / cell / "plots" / "metrics" / "eval" / "validation" / "loss.tsv"
     if not path.is_file():
         return None
     rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line]
@@ -248,7 +254,7 @@ def _curve(root: Path, cell: str) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def loss_curves_figure(root: Path, grid: Grid, dim: str, out: Path) -> bool:
-    """Score-only test loss against optimizer step, per training set: every variant (mean over seeds)."""
+    """Score-only validation loss against optimizer step, per training set: every variant (mean over seeds)."""
     plt = _figure_context()
     sets = list(grid.sets)
     fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 3.2), squeeze=False)
@@ -267,10 +273,10 @@ def loss_curves_figure(root: Path, grid: Grid, dim: str, out: Path) -> bool:
         ax.set_xlabel("optimizer step")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test loss (score token)")
+    axes[0][0].set_ylabel("validation loss (score token)")
     if drew:
         axes[0][-1].legend(fontsize=8)
-    fig.suptitle(f"{DIMENSION_TITLES.get(dim, dim)}: test loss with and without explanations", fontsize=10)
+    fig.suptitle(f"{DIMENSION_TITLES.get(dim, dim)}: validation loss with and without explanations", fontsize=10)
     if drew:
         _save(fig, out)
     plt.close(fig)
@@ -296,22 +302,16 @@ def with_vs_without_figure(rows: Sequence[Mapping[str, Any]], out: Path) -> None
 # --------------------------------------------------------------------------- the document
 
 
-def _commit(root: Path) -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True,
-                              check=True).stdout.strip() or "unknown"
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-
-
 def _matrix_rows(numbers: Mapping[str, Any], dim: str, grid: Grid, metric: str) -> list[list[Any]]:
     rows = numbers[dim]["rows"]
     return [[label] + [rows[label][t][metric] for t in grid.test_sets[dim]] for label in rows]
 
 
 def build_report(root: Path, params: Mapping[str, Any], grid: Grid, *, n_boot: int, ci: float, seed: int,
-                 commit: str | None = None) -> dict[str, Any]:
-    """Write reports/REPORT.md, reports/tables, reports/figures and metrics/report.json; return the metrics."""
+                 provenance: Provenance | None = None) -> dict[str, Any]:
+    """Write reports/REPORT.md, reports/tables, reports/figures and metrics/report.json; return the metrics.
+
+    ``provenance``: what the header states (default: :func:`explainft.provenance.collect` for ``root``)."""
     root = Path(root)
     numbers = collect(root, grid)
     wvw = with_vs_without(root, grid, n_boot=n_boot, ci=ci, seed=seed)
@@ -319,7 +319,7 @@ def build_report(root: Path, params: Mapping[str, Any], grid: Grid, *, n_boot: i
     p_wins, p_total = paper_wins(root, grid.dimensions)
     tables, figures = root / "reports" / "tables", root / "reports" / "figures"
     profile = params.get("profile", "unknown")
-    commit = commit if commit is not None else _commit(root)
+    prov = provenance if provenance is not None else collect_provenance(root, params)
     demo = profile != "paper"
 
     md = io.StringIO()
@@ -329,7 +329,7 @@ def build_report(root: Path, params: Mapping[str, Any], grid: Grid, *, n_boot: i
     score_weight = float(params["train"].get("score_weight", 1.0))
     objective = "" if (score_target, score_weight) == ("hard", 1.0) else (
         f", score target {score_target}, score weight {score_weight:g} (README, \"Score target and weight\")")
-    w(f"Profile **{profile}**, code at commit `{commit}`; student `{params['train']['student']}` "
+    w(f"{prov.sentence()}; student `{params['train']['student']}` "
       f"({params['train'].get('method', 'lora')}){objective}, seeds {list(grid.seeds)}. Generated by the `report` "
       "stage from the pipeline's outputs (`dvc repro` keeps it current).\n\n")
     if demo:
@@ -339,6 +339,8 @@ def build_report(root: Path, params: Mapping[str, Any], grid: Grid, *, n_boot: i
           "with heuristic teachers; its numbers show that the pipeline measures what the paper measures, not what "
           "the paper found. Only `configs/paper.yaml` (six datasets, LLM teachers, Mistral-7B QLoRA) is a "
           "replication.\n\n")
+
+    selection_metrics = _selections(w, root, params)
 
     w("## With vs without explanations\n\n")
     if wvw:
@@ -402,12 +404,13 @@ def build_report(root: Path, params: Mapping[str, Any], grid: Grid, *, n_boot: i
             w(f"### {title}, {metric.upper()}\n\n")
             w(_md_table(header, [[r[0]] + [_fmt(v) for v in r[1:]] for r in rows]))
             w("\n")
-    w("## Test-loss curves\n\n")
-    w("The score-token cross-entropy on the test split, before training and after every epoch (and every "
-      "`train.eval_steps` steps when set), for each training set: the paper's test-loss curves.\n\n")
+    w("## Validation-loss curves\n\n")
+    w("The score-token cross-entropy on the validation split, before training and after every epoch (and every "
+      "`train.eval_steps` steps when set), for each training set: the paper's test-loss curves (Fig. 5), drawn on "
+      "validation here, because a fine-tune never reads the test split.\n\n")
     for dim in grid.dimensions:
-        if loss_curves_figure(root, grid, dim, figures / f"test_loss_{dim}.png"):
-            w(f"![test loss, {dim}](figures/test_loss_{dim}.png)\n\n")
+        if loss_curves_figure(root, grid, dim, figures / f"validation_loss_{dim}.png"):
+            w(f"![validation loss, {dim}](figures/validation_loss_{dim}.png)\n\n")
 
     ablation_metrics = _ablations(w, root, numbers, grid, tables, figures)
     _analyses(w, root, grid)
@@ -450,9 +453,55 @@ def build_report(root: Path, params: Mapping[str, Any], grid: Grid, *, n_boot: i
         "beat_both_baselines": ok, "models": len(check), "lose_on_offset_only": len(offset_only),
         "paper_explanations_win": p_wins, "paper_cells": p_total,
         "ablation": ablation_metrics,
+        "selection": selection_metrics,
+        "provenance": prov.to_dict(),
     }
     write_json(root / "metrics" / "report.json", metrics)
     return metrics
+
+
+def _selections(w: Any, root: Path, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The section on settings chosen on validation data (``selection/*.json``, written by ``explainft select``):
+    each record's candidates, its choice, whether the profile uses it and whether its inputs are current."""
+    from .selection import load_selections, status
+
+    records = load_selections(root)
+    w("## How the settings were chosen\n\n")
+    if not records:
+        w("No setting of this profile was chosen on data: `selection/` holds no record (`explainft select` writes "
+          "one). Its values are the profile's as written.\n\n")
+        return {}
+    w("Every setting chosen from data was chosen on the **validation** split (`explainft select`: each candidate "
+      "fine-tuned with the pipeline's own stage, compared by the mean validation MSE of the expected score over "
+      "the cells listed); no test split was read to choose it.\n\n")
+    out: dict[str, Any] = {}
+    for rec in records:
+        st = status(rec, params, root)
+        chosen = ", ".join(f"`{k}: {v}`" for k, v in rec["chosen"].items())
+        w(f"### {rec['name']}\n\n")
+        w(f"Chosen: {chosen}, over {len(rec['candidates'])} candidates on {len(rec['cells'])} cells "
+          f"({', '.join(rec['cells'])}). ")
+        if st["in_profile"]:
+            w("This profile uses the chosen values. ")
+        else:
+            w("**This profile does not use the chosen values** ("
+              + "; ".join(f"`{k}` is {prof!r}, chosen {ch!r}" for k, (prof, ch) in st["differs"].items()) + "). ")
+        if st["current"]:
+            w("The validation and training files and the student are the ones the selection read.\n\n")
+        else:
+            w("**Stale:** the validation or training files or the student changed since the selection ran; rerun "
+              "`explainft select` to choose on the current data.\n\n")
+        keys = list(rec["grid"])
+        rows = sorted(rec["candidates"], key=lambda c: c["mean_validation_mse"])
+        w(_md_table([k.split(".", 1)[-1] for k in keys] + ["mean validation MSE", "label prior", "beats the prior"],
+                    [[str(c["params"][k]) for k in keys] + [_fmt(c["mean_validation_mse"], 5),
+                                                           _fmt(c["mean_validation_prior_mse"], 5),
+                                                           f"{c['beats_prior']} of {len(rec['cells'])}"]
+                     for c in rows]))
+        w("\n")
+        out[rec["name"]] = {"chosen": rec["chosen"], "in_profile": st["in_profile"], "current": st["current"],
+                            "mean_validation_mse": min(c["mean_validation_mse"] for c in rec["candidates"])}
+    return out
 
 
 def _variant_kind(v: str) -> str:
@@ -646,7 +695,7 @@ def _analyses(w: Any, root: Path, grid: Grid) -> None:
     w("Mean entropy of each block's decoded distribution at the score position, explanation model minus "
       "score-only model, in the paper's grouping scaled to this student's depth, normalised by the largest "
       "magnitude. The paper: higher entropy in the late blocks, lower at the last. The lens reads all blocks in "
-      f"one forward pass per batch; it cost {a.get('lens_cost_vs_scoring')}x plain scoring here.\n\n")
+      "one forward pass per batch.\n\n")
     labels = a.get("blocks") or []
     w(_md_table(["cell"] + labels, [[k] + [_fmt(v.get(lab), 2) for lab in labels] for k, v in a["entropy"].items()]))
     for f in sorted((root / "plots" / "analysis").glob("ranks_*.png")):
@@ -668,7 +717,8 @@ def grid_from_params(params: Mapping[str, Any]) -> Grid:
                 test_sets={d: tests for d in fc.dimensions}, ablation=cells)
 
 
-def run_report(params: dict[str, Any], root: Path = Path("."), *, commit: str | None = None) -> dict[str, Any]:
+def run_report(params: dict[str, Any], root: Path = Path("."), *,
+               provenance: Provenance | None = None) -> dict[str, Any]:
     from .evaluation import evaluate_config
 
     ec = evaluate_config(params)
@@ -677,4 +727,4 @@ def run_report(params: dict[str, Any], root: Path = Path("."), *, commit: str | 
     for dim in grid.dimensions:
         scored = _load_json(root / "metrics" / "evaluate" / "baselines" / f"{dim}.json")["untuned"]
         grid.test_sets[dim] = tuple(t for t in grid.test_sets[dim] if t in scored)
-    return build_report(root, params, grid, n_boot=ec.bootstrap, ci=ec.ci, seed=ec.seed, commit=commit)
+    return build_report(root, params, grid, n_boot=ec.bootstrap, ci=ec.ci, seed=ec.seed, provenance=provenance)

@@ -43,8 +43,9 @@ def run_student(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any
     import json
 
     from .config import finetune_config, student_build_config
-    from .students import STUDENT_DIR, STUDENT_MARKER, _atomic_dir, build_tiny, convert_smollm2, pretrain, \
-        resolve_student
+    from .students import PRETRAIN_TIMING_KEYS, STUDENT_DIR, STUDENT_MARKER, _atomic_dir, build_tiny, \
+        convert_smollm2, pretrain, resolve_student
+    from .timings import split_timings, write_timings
 
     fc = finetune_config(params)
     out = root / STUDENT_DIR
@@ -60,13 +61,16 @@ def run_student(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any
 
         with tempfile.TemporaryDirectory(prefix="tiny-", dir=root / "models" if (root / "models").is_dir() else None) as tmp:
             build_tiny(texts, Path(tmp) / "built", **sb.tiny)
-            metrics["pretrain"] = pretrain(Path(tmp) / "built", texts, out, **sb.pretrain)
+            pre = pretrain(Path(tmp) / "built", texts, out, **sb.pretrain)
+        metrics["pretrain"], timings = split_timings(pre, PRETRAIN_TIMING_KEYS)
+        write_timings(root, "student", {"pretrain": timings})  # never a DVC output (explainft.timings)
         metrics["texts"] = len(texts)
         metrics["build"] = sb.tiny
     elif fc.student == "smollm2":
         convert_smollm2(out)
     else:
-        where = resolve_student(fc.student, root)  # a folder, or a Hub id the fine-tune loads (and caches) itself
+        # a folder, or a Hub id the fine-tune loads (and caches) itself
+        where = _portable(resolve_student(fc.student, root), fc.student, root)
         with _atomic_dir(out) as tmp:
             (tmp / STUDENT_MARKER).write_text(json.dumps({"student": fc.student, "source": where}) + "\n")
         metrics["source"] = where
@@ -78,6 +82,18 @@ def run_student(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any
 def _student_metrics(root: Path, metrics: dict[str, Any]) -> dict[str, Any]:
     write_json(root / "metrics" / "student.json", metrics)
     return metrics
+
+
+def _portable(where: str, spec: str, root: Path) -> str:
+    """The student's folder as the outputs record it: relative to ``root`` when it lies inside, else as written in
+    params (``spec``), so that no host's absolute path lands in a DVC output; a Hub id as it is."""
+    path = Path(where)
+    if not path.is_dir():
+        return where
+    try:
+        return path.resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return spec
 
 
 def student_source(params: dict[str, Any], root: Path = Path(".")) -> str:
@@ -100,7 +116,12 @@ def finetune_dir(root: Path, train_set: str, dimension: str, variant: str, seed:
 def run_finetune(params: dict[str, Any], train_set: str, dimension: str, variant: str, seed: int,
                  root: Path = Path("."), *, callbacks: tuple = ()) -> dict[str, Any]:
     """One cell of the grid: data/variants/<set>/<dim>/<variant>.jsonl -> models/finetuned/<cell>/ (model/,
-    checkpoints/), plots/train/<cell>/ (curves) and metrics/train/<cell>.json, <cell> = :func:`cell_path`."""
+    checkpoints/), plots/train/<cell>/ (curves) and metrics/train/<cell>.json, <cell> = :func:`cell_path`.
+
+    The held-out data here is the cell's **validation** split (data/splits/<set>/<dim>/validation.jsonl): its
+    score-token loss before training and after every epoch (the curves), and, once trained, the model's expected
+    score on it (``validation_mse``, ``validation_mae``; ``validation_prior_mse`` is the training mean's), which is
+    what settings are chosen on (``explainft select``). The test split is never read here."""
     import dataclasses
 
     from .config import finetune_config
@@ -109,14 +130,15 @@ def run_finetune(params: dict[str, Any], train_set: str, dimension: str, variant
     from .fsutil import sha256_file
     from .records import Example
     from .students import load_student
-    from .train import finetune
+    from .timings import write_timings
+    from .train import TIMING_KEYS, finetune
 
     fc = finetune_config(params)
     fc.check_cell(train_set, dimension, variant, seed)
     train_path = root / "data" / "variants" / train_set / dimension / f"{variant}.jsonl"
-    test_path = root / "data" / "splits" / train_set / dimension / "test.jsonl"
+    val_path = root / "data" / "splits" / train_set / dimension / "validation.jsonl"
     train = list(read_jsonl(train_path, Example))
-    test = list(read_jsonl(test_path, Example))
+    validation = list(read_jsonl(val_path, Example))
     source = student_source(params, root)
 
     import torch
@@ -127,31 +149,53 @@ def run_finetune(params: dict[str, Any], train_set: str, dimension: str, variant
                               gradient_checkpointing=fc.gradient_checkpointing, device=fc.device)
     fingerprint = {"config": dataclasses.asdict(tc), "student": fc.student, "method": fc.method,
                    "quantization": fc.quantization, "lora": fc.lora, "train": sha256_file(train_path),
-                   "test": sha256_file(test_path)}
+                   "validation": sha256_file(val_path)}
     cell = cell_path(train_set, dimension, variant, seed)
     out = root / "models" / "finetuned" / cell
     try:
-        m = finetune(model, tok, train, {"test": test}, out, tc, fingerprint=fingerprint,
+        m = finetune(model, tok, train, {"validation": validation}, out, tc, fingerprint=fingerprint,
                      keep_checkpoints=False, callbacks=callbacks, live_dir=root / "plots" / "train" / cell)
     except EncodeError as e:
         raise ConfigError("train.max_length", f"{e} (cell {cell}); "
                                               f"raise train.max_length or use shorter explanations") from None
-    ev = m["eval"]["test"]
+    scored = validation_scores(model, tok, train, validation, max_length=tc.max_length,
+                               position=tc.explanation_position)
+    ev = m["eval"]["validation"]
     losses = [p["loss"] for p in ev["per_epoch"]]
     summary = {
         "student": fc.student, "method": fc.method, "set": train_set, "dimension": dimension, "variant": variant,
         "seed": seed,
-        "n_train": len(train), "n_test": len(test), "steps": m["steps"], "epochs": m["epochs"],
-        "train_loss": _r(m["train_loss"]), "test_loss_initial": _r(ev["initial"]), "test_loss_final": _r(ev["final"]),
-        "test_loss_best": _r(min(losses)) if losses else None,
+        "n_train": len(train), "n_validation": len(validation), "steps": m["steps"], "epochs": m["epochs"],
+        "train_loss": _r(m["train_loss"]), "validation_loss_initial": _r(ev["initial"]),
+        "validation_loss_final": _r(ev["final"]), "validation_loss_best": _r(min(losses)) if losses else None,
         "best_epoch": (losses.index(min(losses)) + 1) if losses else None,
-        "train_seconds": round(m["train_seconds"], 1),
-        "supervised_tokens_per_second": round(m["supervised_tokens_per_second"] or 0.0, 1),
         "padding_share": _r(m["padding_share"]), "truncated": m["encode"]["train"]["truncated"],
         "resumed_from": m["resumed_from"],
+        **scored,
     }
     write_json(root / "metrics" / "train" / f"{cell}.json", summary)
+    # the run's wall-clock figures: timings/train/<cell>.json, never a DVC output (explainft.timings)
+    write_timings(root, f"train/{cell}", {k: m[k] for k in TIMING_KEYS})
     return summary
+
+
+def validation_scores(model: Any, tok: Any, train: list[Any], validation: list[Any], *, max_length: int,
+                      position: str = "after", batch_size: int = 32) -> dict[str, Any]:
+    """The trained model's expected score on the validation split against its merged scores, beside the label
+    prior (the training mean) on the same items: ``validation_mse``, ``validation_mae``,
+    ``validation_spearman``, ``validation_prior_mse``. Validation examples carry no variant: they are scored
+    with the score-only prompt, as evaluation scores the test split."""
+    from .metrics import label_prior, mae, mse, spearman
+    from .scoring import score_examples
+
+    scored = score_examples(model, tok, validation, max_length=max_length, batch_size=batch_size,
+                            position=position, test_set="validation")
+    pred = [s.expected for s in scored]
+    gold = [e.score for e in validation]
+    prior = label_prior([e.score for e in train])
+    return {"validation_mse": _r(mse(pred, gold)), "validation_mae": _r(mae(pred, gold)),
+            "validation_spearman": _r(spearman(pred, gold)),
+            "validation_prior_mse": _r(mse([prior] * len(gold), gold))}
 
 
 def _r(x: float | None) -> float | None:
