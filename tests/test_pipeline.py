@@ -19,10 +19,10 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(cwd / "src"),
                DVC_NO_ANALYTICS="1", GIT_TERMINAL_PROMPT="0")
-    p = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=300)
+    p = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout)
     if check and p.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
     return p
@@ -52,7 +52,7 @@ def make_tokenizer(path: Path) -> None:
 def project(tmp_path: Path) -> Path:
     proj = tmp_path / "proj"
     proj.mkdir()
-    for name in ("src", "stages", "golden", "paper"):
+    for name in ("src", "stages", "golden", "paper", "selection"):
         shutil.copytree(ROOT / name, proj / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, proj / name)
@@ -64,7 +64,7 @@ def project(tmp_path: Path) -> Path:
         "fetch": {"from": "local", "path": "inputs/cornell"},
         "options": {},
     }
-    params["split"].update(train=3, test=2)  # the Cornell fixture has 5 conversations
+    params["split"].update(train=2, validation=1, test=2)  # the Cornell fixture has 5 conversations
     params["variants"]["names"] = ["none", "assessment", "length_5", "shuffle"]
     params["stats"] = {"tokenizer": "inputs/tokenizer", "context_limit": 512}
     # a very small student and grid: the stages run, the numbers are not the point here
@@ -117,8 +117,8 @@ def test_repro_skip_and_partial_rerun(project: Path):
     assert all(c["dataset"] == "chatterbot" and c["turns"][-1]["role"] == "assistant" for c in clean)
     assert all("perturbations" in c["meta"] for c in twin)
     m = json.loads((project / "metrics/prepare/chatterbot.json").read_text())
-    assert (m["sampled"], m["conversations"], m["source_records"]) == (40, 2025, 2026)
-    assert m["skipped"] == {"wrong_type": 1}
+    assert (m["sampled"], m["conversations"], m["source_records"]) == (40, 898, 2026)
+    assert m["skipped"] == {"wrong_type": 1} and m["dropped"] == {"duplicate_dialogue": 2025 - 898}
     manifest = json.loads((project / "data/raw/chatterbot/SOURCE.json").read_text())
     assert manifest["from"] == "package"
     assert len(manifest["files"]) == 21
@@ -132,29 +132,62 @@ def test_repro_skip_and_partial_rerun(project: Path):
     assert ran(second.stdout) == set()
     assert skipped(second.stdout) == ALL
 
+    # touching a file of project code changes exactly the stages whose code deps (the import graph) hold it:
+    # a script two stages share, and a library module (every stage imports it while config.py imports its consumers)
+    from explainft.codedeps import stage_code
+
+    code = stage_code(project / "dvc.yaml")
+    users = {path: {stage for stage, files in code.items() if path in files}
+             for path in ("stages/finetune.py", "src/explainft/targets.py")}
+    assert users["stages/finetune.py"] == {"finetune", "finetune_ablation"} and users["src/explainft/targets.py"]
+    for touched, stages in users.items():
+        path = project / touched
+        source = path.read_text()
+        path.write_text(source + "# touched\n")
+        changed = json.loads(run(["dvc", "status", "--json"], project).stdout)
+        assert set(changed) == {s for s in ALL if s.split("@")[0] in stages}, touched
+        path.write_text(source)
+        assert json.loads(run(["dvc", "status", "--json"], project).stdout) == {}
+
     ratings = [json.loads(x) for x in (project / "data/annotated/chatterbot.jsonl").read_text().splitlines()]
     assert len(ratings) == 40 * 3 * 4 * 3 and all(r["status"] == "ok" for r in ratings)
     items = [json.loads(x) for x in (project / "data/merged/chatterbot.jsonl").read_text().splitlines()]
     assert len(items) == 40 * 3 and all(1 <= i["label"] <= 5 and i["n_valid"] == 12 for i in items)
     assert json.loads((project / "metrics/golden.json").read_text()) == {"configured": False}
     split = json.loads((project / "metrics/split.json").read_text())
-    assert split["sets"]["mixed/on_topic"]["train"]["n"] == 3 and split["sets"]["cornell_movie_dialogs/on_topic"]["test"]["n"] == 2
+    assert split["sets"]["mixed/on_topic"]["train"]["n"] == 2 and split["sets"]["cornell_movie_dialogs/on_topic"]["test"]["n"] == 2
+    assert split["sets"]["mixed/on_topic"]["validation"]["n"] == 1
+    # twins (a chatterbot dialogue and its perturbed copy share a group) never straddle a split, Mixed included
+    assert split["group_overlap_total"] == 0
+    assert all(n == 0 for pairs in split["group_overlap"].values() for n in pairs.values())
+    assert len(split["group_overlap"]["test_in_train"]) == 4 * 4
+    parts = {}
+    for s in ("chatterbot", "chatterbot_perturbed", "mixed"):
+        for part in ("train", "validation", "test"):
+            for line in (project / f"data/splits/{s}/on_topic/{part}.jsonl").read_text().splitlines():
+                assert parts.setdefault(json.loads(line)["group"], part) == part
+    twin_groups = [{json.loads(x)["group"] for x in (project / f"data/splits/{s}/on_topic/test.jsonl").read_text()
+                    .splitlines()} for s in ("chatterbot", "chatterbot_perturbed")]
+    assert twin_groups[0] == twin_groups[1]
     for variant in ("none", "assessment", "length_5", "shuffle"):
         rows = [json.loads(x) for x in (project / f"data/variants/mixed/on_topic/{variant}.jsonl").read_text().splitlines()]
-        assert len(rows) == 3 and all(r["variant"] == variant for r in rows)
+        assert len(rows) == 2 and all(r["variant"] == variant for r in rows)
     assert (project / "plots/explanations/token_lengths.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((project / "metrics/explanations.json").read_text())["context_limit"] == 512
     assert json.loads((project / "models/student/STUDENT.json").read_text()) == {"student": "tiny"}
     for variant in ("none", "assessment"):
         tm = json.loads((project / f"metrics/train/mixed/on_topic/{variant}/seed_0.json").read_text())
-        assert (tm["set"], tm["dimension"], tm["variant"], tm["n_train"], tm["n_test"]) == ("mixed", "on_topic",
-                                                                                          variant, 3, 2)
-        assert tm["steps"] == 1 and tm["test_loss_final"] > 0
+        assert (tm["set"], tm["dimension"], tm["variant"], tm["n_train"], tm["n_validation"]) == (
+            "mixed", "on_topic", variant, 2, 1)
+        assert tm["steps"] == 1 and tm["validation_loss_final"] > 0 and tm["validation_mse"] >= 0
         cell = project / "models/finetuned/mixed/on_topic" / variant / "seed_0"
-        assert (cell / "model" / "model.safetensors").is_file() and (cell / "model" / "trainer_state.json").is_file()
+        # the model folder holds no run-dependent file (the Trainer's trainer_state.json has run times)
+        assert (cell / "model" / "model.safetensors").is_file() and not (cell / "model" / "trainer_state.json").exists()
+        assert "train_seconds" not in tm and json.loads(
+            (project / f"timings/train/mixed/on_topic/{variant}/seed_0.json").read_text())["train_seconds"] > 0
         assert not list((cell / "checkpoints").glob("checkpoint-*"))  # removed after success; RUN.json stays
         assert (cell / "checkpoints" / "RUN.json").is_file()
-        curve = project / f"plots/train/mixed/on_topic/{variant}/seed_0/plots/metrics/eval/test/loss.tsv"
+        curve = project / f"plots/train/mixed/on_topic/{variant}/seed_0/plots/metrics/eval/validation/loss.tsv"
         assert curve.read_text().splitlines()[0] == "step\tloss"
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert lock["stages"]["finetune@mixed-on_topic-none-0"]["params"]["params.yaml"]["train.epochs"] == 1
@@ -189,9 +222,10 @@ def test_repro_skip_and_partial_rerun(project: Path):
     fifth = run(["dvc", "repro"], project)
     # cornell's fixture has fewer than 30 conversations: its prepared file is unchanged, so nothing after it reruns
     # the split reruns, but hash sampling is stable: the 30 kept are the first 30 of the 40, and the split's
-    # first 5 in hash order are among them, so its outputs are unchanged and nothing after it reruns
+    # first 5 in hash order are among them, so its outputs are unchanged and nothing after it reruns but the
+    # report, which depends on every param (its header hashes the params of every stage upstream of it)
     assert ran(fifth.stdout) == (downstream("chatterbot", "chatterbot_perturbed") | {"prepare@cornell_movie_dialogs"}
-                                 | {"split"})
+                                 | {"split", "report"})
     assert len((project / "data/prepared/chatterbot.jsonl").read_text().splitlines()) == 30
 
     # the merge method: only the merges rerun, not the annotation

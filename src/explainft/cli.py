@@ -102,6 +102,57 @@ def artifacts_cmd(root: str, check_only: bool) -> None:
     run_stage("artifacts", work)
 
 
+@main.command("deps")
+@click.argument("stages", nargs=-1)
+@click.option("--dvc-yaml", "dvc_yaml", default="dvc.yaml", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--check", "check_only", is_flag=True, help="exit 1 listing the stages whose code deps differ")
+@click.option("--write", "write_deps", is_flag=True, help="rewrite the stages' code deps in dvc.yaml in place")
+def deps_cmd(stages: tuple[str, ...], dvc_yaml: str, check_only: bool, write_deps: bool) -> None:
+    """The project files each stage (default: every stage) runs, from the import graph, as YAML per stage.
+
+    A code dep is a .py file or a folder under src/explainft or stages; --check compares them with
+    dvc.yaml's, --write puts the computed files there (comments and other deps are kept).
+    """
+
+    def work() -> None:
+        from .codedeps import CodeDepsError, compare, render, stage_code, write
+
+        if check_only and write_deps:
+            raise click.UsageError("--check and --write exclude each other")
+        if write_deps:
+            changed = write(dvc_yaml, stages)
+            click.echo(f"{dvc_yaml}: code deps written; changed: {', '.join(changed) or 'none'}")
+        elif check_only:
+            drifts = compare(dvc_yaml, stages)
+            bad = [d for d in drifts if not d.ok]
+            if bad:
+                raise CodeDepsError(f"{dvc_yaml}: the code deps of {len(bad)} of {len(drifts)} stages differ from "
+                                    f"the import graph (run `explainft deps --write`):\n"
+                                    + "\n".join(d.describe() for d in bad))
+            click.echo(f"{dvc_yaml}: the code deps of all {len(drifts)} stages are complete")
+        else:
+            click.echo(render(stage_code(dvc_yaml, stages)), nl=False)
+
+    run_stage("deps", work)
+
+
+@main.command("prune-lock")
+@click.option("--root", default=".", type=click.Path(file_okay=False), help="project root")
+def prune_lock_cmd(root: str) -> None:
+    """Remove dvc.lock's entries for stages that dvc.yaml + params.yaml no longer define (renamed or dropped).
+
+    The defined names (foreach and matrix items expanded) come from DVC; every other entry stays byte for byte.
+    """
+
+    def work() -> None:
+        from .codedeps import prune_lock
+
+        removed = prune_lock(root)
+        click.echo(f"dvc.lock: removed {len(removed)} orphan entries" + (f": {', '.join(removed)}" if removed else ""))
+
+    run_stage("prune-lock", work)
+
+
 @main.command()
 @click.argument("model_dir", type=click.Path(file_okay=False))
 @click.argument("input_path", metavar="INPUT.jsonl", type=click.Path(dir_okay=False))
@@ -169,3 +220,43 @@ def plots_cmd(revs: tuple[str, ...], targets: tuple[str, ...], out_dir: str, roo
 
     run_stage("plots", work)
 
+
+
+@main.command("select")
+@click.argument("name")
+@click.option("--grid", "grid_specs", multiple=True, required=True, metavar="KEY=V1,V2",
+              help="a param and its candidate values (repeatable; the grid is every combination)")
+@click.option("--set", "sets", multiple=True, help="only these training sets of the main grid (repeatable)")
+@click.option("--dimension", "dimensions", multiple=True, help="only these dimensions (repeatable)")
+@click.option("--variant", "variants", multiple=True, help="only these variants (repeatable)")
+@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--root", default=".", type=click.Path(file_okay=False), help="project root")
+@click.option("--work", default=None, type=click.Path(file_okay=False),
+              help="scratch folder for the runs (default: tmp/select/NAME; a rerun resumes from it)")
+def select_cmd(name: str, grid_specs: tuple[str, ...], sets: tuple[str, ...], dimensions: tuple[str, ...],
+               variants: tuple[str, ...], params_path: str, root: str, work: str | None) -> None:
+    """Choose settings on the validation split: fine-tune the grid's cells once per candidate and write
+    selection/NAME.json (the mean validation MSE of each candidate, and the winner), which the report reads.
+
+    Needs the pipeline's data and student (`dvc repro variants student`); never reads a test split. Example:
+    explainft select objective --grid train.score_target=hard,soft --grid train.score_weight=1,5 --set mixed
+    """
+
+    def work_() -> None:
+        from .config import load_params
+        from .selection import parse_grid, select
+
+        def on_cell(cand: str, cell: str, result: dict, reused: bool) -> None:
+            click.echo(f"select {name}: {cand} {cell}: validation MSE {result['validation_mse']:.5f} "
+                       f"(prior {result['validation_prior_mse']:.5f}){' (kept from an earlier run)' if reused else ''}")
+
+        rec = select(load_params(Path(root) / params_path), name, parse_grid(grid_specs), root=Path(root),
+                     work=Path(work) if work else None, sets=sets or None, dimensions=dimensions or None,
+                     variants=variants or None, on_cell=on_cell)
+        for c in rec["candidates"]:
+            click.echo(f"  {c['params']}: mean validation MSE {c['mean_validation_mse']:.5f} "
+                       f"(prior {c['mean_validation_prior_mse']:.5f}; beats the prior in {c['beats_prior']} of "
+                       f"{len(rec['cells'])} cells)")
+        click.echo(f"select {name}: chosen {rec['chosen']} -> selection/{name}.json")
+
+    run_stage("select", work_)
