@@ -329,7 +329,7 @@ def test_report_states_the_settings_chosen_on_validation(tmp_path):
     params = {"profile": "default", "train": {"student": "tiny", "method": "full", "score_target": "soft"}}
     m = build_report(tmp_path, params, grid, n_boot=200, ci=0.95, seed=0)
     md = (tmp_path / "reports/REPORT.md").read_text()
-    assert "## How the settings were chosen" in md and "No setting of this profile was chosen on data" in md
+    assert "## How the settings were chosen" in md and "No setting of the **default** profile was chosen" in md
     assert m["selection"] == {}
     cell = ("alpha", "on_topic", "none", 0)
     for rel in ("data/variants/alpha/on_topic/none.jsonl", "data/splits/alpha/on_topic/validation.jsonl",
@@ -338,7 +338,8 @@ def test_report_states_the_settings_chosen_on_validation(tmp_path):
         (tmp_path / rel).write_text(rel + "\n")
     cand = [{"params": {"train.score_target": t}, "mean_validation_mse": v, "mean_validation_prior_mse": 0.05,
              "beats_prior": int(v < 0.05), "cells": {}} for t, v in (("hard", 0.061), ("soft", 0.042))]
-    rec = {"name": "objective", "grid": {"train.score_target": ["hard", "soft"]}, "cells": ["alpha/on_topic/none/seed_0"],
+    rec = {"name": "objective", "profile": "default", "grid": {"train.score_target": ["hard", "soft"]},
+           "cells": ["alpha/on_topic/none/seed_0"],
            "inputs": inputs_digest(tmp_path, [cell]), "candidates": cand, "chosen": {"train.score_target": "soft"}}
     (tmp_path / "selection").mkdir()
     (tmp_path / "selection/objective.json").write_text(json.dumps(rec))
@@ -357,3 +358,9 @@ def test_report_states_the_settings_chosen_on_validation(tmp_path):
     assert "**This profile does not use the chosen values** (`train.score_target` is 'hard', chosen 'soft')" in md
     assert "**Stale:**" in md
     assert m["selection"]["objective"]["in_profile"] is False and m["selection"]["objective"]["current"] is False
+    # a record made for another profile is named, never applied to this one
+    m = build_report(tmp_path, {**params, "profile": "smollm2"}, grid, n_boot=200, ci=0.95, seed=0)
+    md = (tmp_path / "reports/REPORT.md").read_text()
+    assert ("No setting of the **smollm2** profile was chosen on data" in md
+            and "Records made for other profiles, not applied here: `selection/objective.json` (default)." in md)
+    assert m["selection"] == {} and "Chosen:" not in md

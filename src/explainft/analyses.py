@@ -9,8 +9,9 @@ score-only model (``none``) and the explanation model (``assessment``):
   in r×r space; full fine-tunes: W_E − W_none), and a per-block heatmap
   (:mod:`explainft.analysis.lora_diff`).
 * **Logit lens** (Table 6, appendices A.5-A.6): on the first
-  ``analysis.lens_items`` items of the set's own validation split (an analysis reads no test data), the mean entropy
-  of each block's decoded distribution at the score position for both models;
+  ``analysis.lens_items`` items of the set's own validation split (an analysis
+  reads no test data), the mean entropy of each block's decoded distribution at
+  the score position for both models;
   the difference (E minus score-only) per block, in the paper's grouping
   scaled to the student's depth, normalised by its largest magnitude; and
   heatmaps of the rank of the final predicted token per block
@@ -116,15 +117,15 @@ def run_analyse(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any
             if draw:
                 heatmap(w["per_layer"], out / f"weights_{s}_{d}.png",
                         f"{s}, {d}: ||ΔW(E) − ΔW(score only)||_F per block")
-            test = list(read_jsonl(root / "data" / "splits" / s / d / "validation.jsonl", Example))[: ac.lens_items]
+            items = list(read_jsonl(root / "data" / "splits" / s / d / "validation.jsonl", Example))[: ac.lens_items]
             lens = {}
             for v in (EXPLAINED, SCORE_ONLY):
                 bar.set_postfix(model=f"{s}/{d}/{v}/seed_{k}")
                 model, tok = load_rater(dirs[v], base=base, device=fc.device)
                 t0 = time.perf_counter()
-                lens[v] = logit_lens(model, tok, test, max_length=fc.train.max_length, batch_size=ac.batch_size)
+                lens[v] = logit_lens(model, tok, items, max_length=fc.train.max_length, batch_size=ac.batch_size)
                 t1 = time.perf_counter()
-                score_examples(model, tok, test, max_length=fc.train.max_length, batch_size=ac.batch_size)
+                score_examples(model, tok, items, max_length=fc.train.max_length, batch_size=ac.batch_size)
                 t2 = time.perf_counter()
                 lens_seconds += t1 - t0
                 score_seconds += t2 - t1

@@ -462,15 +462,23 @@ def build_report(root: Path, params: Mapping[str, Any], grid: Grid, *, n_boot: i
 
 def _selections(w: Any, root: Path, params: Mapping[str, Any]) -> dict[str, Any]:
     """The section on settings chosen on validation data (``selection/*.json``, written by ``explainft select``):
-    each record's candidates, its choice, whether the profile uses it and whether its inputs are current."""
+    for each record made for this profile (its ``profile`` field), the candidates, the choice, whether the profile
+    uses it and whether its inputs are current; records of other profiles are named, not applied."""
     from .selection import load_selections, status
 
-    records = load_selections(root)
+    profile = params.get("profile", "unknown")
+    every = load_selections(root)
+    records = [r for r in every if r.get("profile") == profile]
+    others = sorted(f"`selection/{r['name']}.json` ({r.get('profile')})" for r in every if r not in records)
     w("## How the settings were chosen\n\n")
     if not records:
-        w("No setting of this profile was chosen on data: `selection/` holds no record (`explainft select` writes "
-          "one). Its values are the profile's as written.\n\n")
+        w(f"No setting of the **{profile}** profile was chosen on data: `selection/` holds no record made for it "
+          "(`explainft select` writes one). Its values are the profile's as written."
+          + (f" Records made for other profiles, not applied here: {', '.join(others)}." if others else "")
+          + "\n\n")
         return {}
+    if others:
+        w(f"Records made for other profiles, not applied here: {', '.join(others)}.\n\n")
     w("Every setting chosen from data was chosen on the **validation** split (`explainft select`: each candidate "
       "fine-tuned with the pipeline's own stage, compared by the mean validation MSE of the expected score over "
       "the cells listed); no test split was read to choose it.\n\n")
