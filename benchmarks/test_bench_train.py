@@ -392,7 +392,8 @@ def test_train_grouped_project(benchmark, tiny, examples, tmp_path):
 
 
 def test_train_soft_project(benchmark, tiny, examples, tmp_path):
-    """The default profile's objective (two-hot score target, score weight 5) against the plain loss.
+    """The soft, weighted score term (two-hot score target, score weight 5; the default uses the weighted hard
+    target, a subset of this term's work) against the plain loss.
 
     Same student, data and batches as test_train_grouped_project, which is the named baseline (group
     ``train_soft``, role ``baseline``: the paper's objective, hard target and weight 1): the ratio is the cost of
