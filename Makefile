@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup repro test bench check lock clean-venv
+.PHONY: setup repro test lint bench check lock clean-venv
 
 setup: $(STAMP)
 
@@ -22,9 +22,15 @@ repro: setup
 	$(VENV)/bin/explainft check params.yaml
 	$(VENV)/bin/dvc repro
 
-# The full test suite (what CI runs).
-test: setup
+# The full test suite (what CI runs): lint, the import contracts, then pytest.
+test: lint
 	$(VENV)/bin/python -m pytest -q
+
+# ruff (lint and format check) and the import contracts of pyproject.toml (lint-imports).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 # Benchmarks (pytest-benchmark); figures go to BENCHMARKS.md.
 bench: setup

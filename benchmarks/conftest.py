@@ -26,7 +26,9 @@ def pytest_terminal_summary(terminalreporter):
         if {"project", "baseline"} <= set(roles):
             ratio = roles["project"] / roles["baseline"]
             out[group] = {"project_s": roles["project"], "baseline_s": roles["baseline"], "ratio": ratio}
-            terminalreporter.write_line(f"{group}: project {roles['project'] * 1e3:.1f} ms, "
-                                        f"baseline {roles['baseline'] * 1e3:.1f} ms, ratio {ratio:.2f}")
+            terminalreporter.write_line(
+                f"{group}: project {roles['project'] * 1e3:.1f} ms, "
+                f"baseline {roles['baseline'] * 1e3:.1f} ms, ratio {ratio:.2f}"
+            )
     Path(".benchmarks").mkdir(exist_ok=True)
     Path(".benchmarks/ratios.json").write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")

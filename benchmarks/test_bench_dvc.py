@@ -62,8 +62,9 @@ def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 
 
 def _git_state(repo: Path) -> tuple[str, bytes]:
-    porcelain = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=repo,
-                               capture_output=True, text=True, check=True).stdout
+    porcelain = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout
     lock = repo / "dvc.lock"
     return porcelain, lock.read_bytes() if lock.is_file() else b""
 
@@ -82,9 +83,11 @@ def workspace() -> Path:
     except ValueError:
         pytest.skip(f"dvc status --json in {repo} printed no JSON: {proc.stdout[:200]!r}")
     if status:
-        pytest.skip(f"dvc status in {repo} is not clean ({len(status)} stages or files changed, e.g. "
-                    f"{sorted(status)[:3]}): a repro would run stages; run `dvc repro` first, or set "
-                    "EXPLAINFT_BENCH_DVC_REPO to a clean copy (module docstring)")
+        pytest.skip(
+            f"dvc status in {repo} is not clean ({len(status)} stages or files changed, e.g. "
+            f"{sorted(status)[:3]}): a repro would run stages; run `dvc repro` first, or set "
+            "EXPLAINFT_BENCH_DVC_REPO to a clean copy (module docstring)"
+        )
     return repo
 
 
@@ -117,8 +120,13 @@ def test_dvc_noop_repro_project(benchmark, workspace):
     record(benchmark, "dvc_noop_repro", "project")
     record(benchmark, "dvc_noop_repro_startup", "project")
     n = len(dvc("stage", "list", cwd=workspace).stdout.splitlines())
-    FIGURES["noop_repro"] = {"repo": str(workspace), "stages": n, "seconds": benchmark.stats.stats.mean,
-                             "target_s": 5.0, "met": benchmark.stats.stats.mean < 5.0}
+    FIGURES["noop_repro"] = {
+        "repo": str(workspace),
+        "stages": n,
+        "seconds": benchmark.stats.stats.mean,
+        "target_s": 5.0,
+        "met": benchmark.stats.stats.mean < 5.0,
+    }
     print(f"\nno-op dvc repro: {n} stages, mean {benchmark.stats.stats.mean:.2f} s (target < 5 s)")
 
 
@@ -160,10 +168,15 @@ def test_dvc_status_paper(benchmark, graphs, role, profile):
     n = FIGURES["stages"][profile]
     assert len(status) >= n  # every stage (and no more than the stages' own entries)
     record(benchmark, "dvc_status_paper", role)
-    FIGURES.setdefault("status", {})[profile] = {"stages": n, "reported": len(status),
-                                                 "seconds": benchmark.stats.stats.mean}
-    print(f"\ndvc status, {profile} graph, outputs absent: {n} stages, mean {benchmark.stats.stats.mean:.2f} s"
-          + (" (target < 30 s)" if profile == "paper" else ""))
+    FIGURES.setdefault("status", {})[profile] = {
+        "stages": n,
+        "reported": len(status),
+        "seconds": benchmark.stats.stats.mean,
+    }
+    print(
+        f"\ndvc status, {profile} graph, outputs absent: {n} stages, mean {benchmark.stats.stats.mean:.2f} s"
+        + (" (target < 30 s)" if profile == "paper" else "")
+    )
 
 
 @pytest.mark.parametrize("role,profile", [("baseline", "default"), ("project", "paper")])
@@ -175,7 +188,10 @@ def test_dvc_stage_list_paper(benchmark, graphs, role, profile):
 
 def teardown_module(module):
     if FIGURES:
-        FIGURES["ratios"] = {g: {**r, "ratio": r["project"] / r["baseline"]} for g, r in RESULTS.items()
-                             if g.startswith("dvc_") and {"project", "baseline"} <= set(r)}
+        FIGURES["ratios"] = {
+            g: {**r, "ratio": r["project"] / r["baseline"]}
+            for g, r in RESULTS.items()
+            if g.startswith("dvc_") and {"project", "baseline"} <= set(r)
+        }
         Path(".benchmarks").mkdir(exist_ok=True)
         Path(".benchmarks/dvc.json").write_text(json.dumps(FIGURES, indent=2, sort_keys=True) + "\n")

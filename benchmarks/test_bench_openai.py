@@ -55,8 +55,10 @@ def servers():
 
 
 def _messages(i: int) -> list[dict[str, str]]:
-    return [{"role": "system", "content": "Rate the response from 1 to 5."},
-            {"role": "user", "content": f"User: question {i}?\nBot: answer {i}."}]
+    return [
+        {"role": "system", "content": "Rate the response from 1 to 5."},
+        {"role": "user", "content": f"User: question {i}?\nBot: answer {i}."},
+    ]
 
 
 async def _drive(call, concurrency: int, n: int) -> None:
@@ -71,9 +73,13 @@ async def _drive(call, concurrency: int, n: int) -> None:
 
 
 async def _project(url: str, concurrency: int):
-    teacher = TeacherConfig(name="bench", backend="openai", model="fake",
-                            sampling={"temperature": 0.0, "max_tokens": 200},
-                            options={"base_url": url, "concurrency": concurrency})
+    teacher = TeacherConfig(
+        name="bench",
+        backend="openai",
+        model="fake",
+        sampling={"temperature": 0.0, "max_tokens": 200},
+        options={"base_url": url, "concurrency": concurrency},
+    )
     backend = OpenAICompatBackend(teacher)
     return backend.acomplete, backend.aclose
 
@@ -84,9 +90,11 @@ async def _baseline(url: str, concurrency: int):
     session = aiohttp.ClientSession()
 
     async def call(messages):
-        async with session.post(f"{url}/chat/completions", headers={"Authorization": "Bearer EMPTY"},
-                                json={"model": "fake", "messages": messages, "temperature": 0.0,
-                                      "max_tokens": 200}) as resp:
+        async with session.post(
+            f"{url}/chat/completions",
+            headers={"Authorization": "Bearer EMPTY"},
+            json={"model": "fake", "messages": messages, "temperature": 0.0, "max_tokens": 200},
+        ) as resp:
             resp.raise_for_status()
             return (await resp.json())["choices"][0]["message"]["content"]
 
@@ -123,8 +131,10 @@ def test_openai_throughput(benchmark, servers, capsys, concurrency, delay, role)
     cpu_ms = sum(cpus) / len(cpus) / n * 1e3
     benchmark.extra_info.update(fraction_of_ideal=round(fraction, 3), client_cpu_ms_per_request=round(cpu_ms, 2))
     with capsys.disabled():
-        print(f"\n{group} {role}: {n} requests in {mean_wall:.2f} s = {n / mean_wall:.0f}/s, "
-              f"{fraction:.2f} of the ideal {concurrency / delay:.0f}/s; client CPU {cpu_ms:.2f} ms/request")
+        print(
+            f"\n{group} {role}: {n} requests in {mean_wall:.2f} s = {n / mean_wall:.0f}/s, "
+            f"{fraction:.2f} of the ideal {concurrency / delay:.0f}/s; client CPU {cpu_ms:.2f} ms/request"
+        )
     # not a performance gate (the fraction depends on the machine's load), only a check that calls overlap
     if concurrency > 1:
         assert fraction * concurrency > 2, f"{fraction:.2f} of the ideal at concurrency {concurrency}: serialised"

@@ -26,7 +26,9 @@ from explainft.datasets.base import LoadContext  # noqa: E402
 from explainft.datasets.prepare import iter_conversations, sample, sample_key  # noqa: E402
 from explainft.records import Conversation, Turn  # noqa: E402
 
-FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "hh_rlhf" / "valid" / "helpful-base" / "train.jsonl"
+FIXTURE = (
+    Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "hh_rlhf" / "valid" / "helpful-base" / "train.jsonl"
+)
 N_LINES = 20_000
 
 
@@ -70,8 +72,10 @@ def test_hh_rlhf_load_project(benchmark, hh_raw):
 
 @pytest.fixture(scope="module")
 def many():
-    return [Conversation(id=f"d/{i}", dataset="d", turns=(Turn("user", "q"), Turn("assistant", "a")))
-            for i in range(100_000)]
+    return [
+        Conversation(id=f"d/{i}", dataset="d", turns=(Turn("user", "q"), Turn("assistant", "a")))
+        for i in range(100_000)
+    ]
 
 
 def test_sample_topk_baseline(benchmark, many):

@@ -51,28 +51,50 @@ BAD = ("I like turtles and green soup with bread.", 1, "It ignores the question 
 
 def example(i: int) -> Example:
     response, label, expl = GOOD if i % 2 == 0 else BAD
-    return Example(id=f"b/{i}", dataset="b", dimension="on_topic",
-                   turns=(Turn("user", f"Where is Paris, and what is it known for? (question {i})"),
-                          Turn("assistant", response)),
-                   score=(label - 1) / 4, label=label, assessment=expl, confidence="c").with_target("assessment", expl)
+    return Example(
+        id=f"b/{i}",
+        dataset="b",
+        dimension="on_topic",
+        turns=(Turn("user", f"Where is Paris, and what is it known for? (question {i})"), Turn("assistant", response)),
+        score=(label - 1) / 4,
+        label=label,
+        assessment=expl,
+        confidence="c",
+    ).with_target("assessment", expl)
 
 
 @pytest.fixture(scope="module")
 def rater(tmp_path_factory):
+    from explainft.config import train_config
     from explainft.students import build_tiny, load_student, pretrain
-    from explainft.train import finetune, train_config
+    from explainft.train import finetune
 
     torch.set_num_threads(2)
     d = tmp_path_factory.mktemp("rater")
     exs = [example(i) for i in range(N)]
     texts = [student_prompt(e) + f" {e.label}\n{e.explanation}" for e in exs[:64]] * 4
-    build_tiny(texts, d / "built", seed=0, vocab_size=1024, hidden=64, layers=2, heads=4, kv_heads=2,
-               intermediate=256, max_positions=1024)
+    build_tiny(
+        texts,
+        d / "built",
+        seed=0,
+        vocab_size=1024,
+        hidden=64,
+        layers=2,
+        heads=4,
+        kv_heads=2,
+        intermediate=256,
+        max_positions=1024,
+    )
     pretrain(d / "built", texts, d / "student", steps=20, batch_size=8, seq_len=128, lr=2e-3)
     model, tok = load_student(str(d / "student"), method="full", quantization="none")
-    finetune(model, tok, [example(i) for i in range(1000, 1128)], {}, d / "ft",
-             train_config({"epochs": 2, "learning_rate": 3e-3, "batch_size": 16, "max_length": 512,
-                           "logging_steps": 50}))
+    finetune(
+        model,
+        tok,
+        [example(i) for i in range(1000, 1128)],
+        {},
+        d / "ft",
+        train_config({"epochs": 2, "learning_rate": 3e-3, "batch_size": 16, "max_length": 512, "logging_steps": 50}),
+    )
     model.eval()
     return model, tok, exs
 
@@ -87,12 +109,18 @@ def generate_scores(model, tok, exs, max_new_tokens: int = 48) -> list[int | Non
     pad = tok.pad_token_id
     with torch.inference_mode():
         for i in range(0, len(prefixes), BATCH):
-            rows = prefixes[i:i + BATCH]
+            rows = prefixes[i : i + BATCH]
             width = max(map(len, rows))
             ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
             mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-            gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=pad, eos_token_id=tok.eos_token_id)
+            gen = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                eos_token_id=tok.eos_token_id,
+            )
             for row in gen[:, width:]:
                 m = re.search(r"[1-5]", tok.decode(row, skip_special_tokens=True))
                 out.append(int(m.group()) if m else None)
@@ -101,8 +129,9 @@ def generate_scores(model, tok, exs, max_new_tokens: int = 48) -> list[int | Non
 
 def test_scoring_one_pass(benchmark, rater):
     model, tok, exs = rater
-    scored = benchmark.pedantic(lambda: score_examples(model, tok, exs, max_length=512, batch_size=BATCH),
-                                rounds=3, warmup_rounds=1)
+    scored = benchmark.pedantic(
+        lambda: score_examples(model, tok, exs, max_length=512, batch_size=BATCH), rounds=3, warmup_rounds=1
+    )
     record(benchmark, "scoring", "project")
     record(benchmark, "scoring_2_tokens", "project")
     RESULTS["one_pass_examples_per_s"] = N / benchmark.stats.stats.mean
@@ -121,7 +150,8 @@ def test_scoring_generate(benchmark, rater, new_tokens, group):
     if ARGMAX:
         RESULTS[f"generate_{new_tokens}_identical_argmax_share"] = sum(a == p for a, p in zip(ARGMAX, parsed)) / N
         RESULTS[f"generate_{new_tokens}_unparsable"] = sum(p is None for p in parsed)
-        RESULTS[f"speedup_vs_generate_{new_tokens}"] = (RESULTS["one_pass_examples_per_s"]
-                                                        / RESULTS[f"generate_{new_tokens}_examples_per_s"])
+        RESULTS[f"speedup_vs_generate_{new_tokens}"] = (
+            RESULTS["one_pass_examples_per_s"] / RESULTS[f"generate_{new_tokens}_examples_per_s"]
+        )
     Path(".benchmarks").mkdir(exist_ok=True)
     Path(".benchmarks/scoring.json").write_text(json.dumps(RESULTS, indent=2, sort_keys=True) + "\n")

@@ -71,9 +71,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from conftest import RESULTS, record  # noqa: E402
 
+from explainft.config import train_config  # noqa: E402
 from explainft.encode import IGNORE, encode_all, prompt_for, target_for  # noqa: E402
 from explainft.records import Example, Turn, read_jsonl  # noqa: E402
-from explainft.train import train_config  # noqa: E402
 
 REAL = ROOT / "data" / "variants" / "chatterbot" / "on_topic" / "assessment.jsonl"
 N_EXAMPLES = 256
@@ -104,8 +104,10 @@ def load_examples(n: int = N_EXAMPLES) -> tuple[list[Example], str]:
         if len(exs) == n:
             return exs, str(REAL.relative_to(ROOT))
     rng = random.Random(SEED)
-    words = ("printer battery router screen update password account window cable driver error restart "
-             "settings network keyboard signal folder backup install message").split()
+    words = (
+        "printer battery router screen update password account window cable driver error restart "
+        "settings network keyboard signal folder backup install message"
+    ).split()
     out = []
     for i in range(n):
         turns = []
@@ -114,9 +116,18 @@ def load_examples(n: int = N_EXAMPLES) -> tuple[list[Example], str]:
             turns.append(Turn("assistant", " ".join(rng.choices(words, k=rng.randint(8, 40))).capitalize() + "."))
         label = rng.randint(1, 5)
         expl = " ".join(rng.choices(words, k=rng.randint(15, 35))).capitalize() + "."
-        out.append(Example(id=f"synthetic/{i}", dataset="synthetic", dimension="on_topic", turns=tuple(turns),
-                           score=(label - 1) / 4, label=label, assessment=expl, confidence="c")
-                   .with_target("assessment", expl))
+        out.append(
+            Example(
+                id=f"synthetic/{i}",
+                dataset="synthetic",
+                dimension="on_topic",
+                turns=tuple(turns),
+                score=(label - 1) / 4,
+                label=label,
+                assessment=expl,
+                confidence="c",
+            ).with_target("assessment", expl)
+        )
     return out, "synthetic"
 
 
@@ -157,20 +168,42 @@ def trainable(model) -> int:
 
 
 def project_cfg(*, grouped: bool, batch: int = BATCH, max_length: int = MAX_LENGTH, **extra):
-    return train_config({"epochs": 1, "learning_rate": LR, "batch_size": batch, "grad_accum": 1,
-                         "max_length": max_length, "seed": SEED, "eval_steps": None, "group_by_length": grouped,
-                         "save_total_limit": 1, "logging_steps": 10, **extra})
+    return train_config(
+        {
+            "epochs": 1,
+            "learning_rate": LR,
+            "batch_size": batch,
+            "grad_accum": 1,
+            "max_length": max_length,
+            "seed": SEED,
+            "eval_steps": None,
+            "group_by_length": grouped,
+            "save_total_limit": 1,
+            "logging_steps": 10,
+            **extra,
+        }
+    )
 
 
 # --------------------------------------------------------------------------- the two trainers
 
 
-def project_train(model, tok, examples: list[Example], out_dir: Path, *, grouped: bool, batch: int = BATCH,
-                  max_length: int = MAX_LENGTH, **extra) -> dict:
+def project_train(
+    model,
+    tok,
+    examples: list[Example],
+    out_dir: Path,
+    *,
+    grouped: bool,
+    batch: int = BATCH,
+    max_length: int = MAX_LENGTH,
+    **extra,
+) -> dict:
     from explainft.train import finetune
 
-    return finetune(model, tok, examples, {}, out_dir,
-                    project_cfg(grouped=grouped, batch=batch, max_length=max_length, **extra))
+    return finetune(
+        model, tok, examples, {}, out_dir, project_cfg(grouped=grouped, batch=batch, max_length=max_length, **extra)
+    )
 
 
 class CountingCollator:
@@ -192,8 +225,16 @@ class CountingCollator:
         return batch
 
 
-def baseline_trainer(model, tok, examples: list[Example], out_dir: Path, *, grouped: bool, batch: int = BATCH,
-                     max_length: int = MAX_LENGTH):
+def baseline_trainer(
+    model,
+    tok,
+    examples: list[Example],
+    out_dir: Path,
+    *,
+    grouped: bool,
+    batch: int = BATCH,
+    max_length: int = MAX_LENGTH,
+):
     """(SFTTrainer on the project's encoding, its counting collator, supervised tokens in its dataset)."""
     import datasets
     from trl import SFTConfig, SFTTrainer
@@ -202,12 +243,29 @@ def baseline_trainer(model, tok, examples: list[Example], out_dir: Path, *, grou
     ds = datasets.Dataset.from_dict({"input_ids": [e.input_ids for e in enc], "labels": [e.labels for e in enc]})
     supervised = sum(sum(1 for x in e.labels if x != IGNORE) for e in enc)
     args = SFTConfig(
-        output_dir=str(out_dir), num_train_epochs=1, learning_rate=LR, per_device_train_batch_size=batch,
-        gradient_accumulation_steps=1, seed=SEED, data_seed=SEED, logging_strategy="steps", logging_steps=10,
-        eval_strategy="no", save_strategy="no", report_to="none", gradient_checkpointing=False, bf16=False,
-        fp16=False, use_cpu=True, max_length=max_length, packing=False, padding_free=False,
-        train_sampling_strategy="group_by_length" if grouped else "random", dataloader_num_workers=0,
-        disable_tqdm=True)
+        output_dir=str(out_dir),
+        num_train_epochs=1,
+        learning_rate=LR,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=1,
+        seed=SEED,
+        data_seed=SEED,
+        logging_strategy="steps",
+        logging_steps=10,
+        eval_strategy="no",
+        save_strategy="no",
+        report_to="none",
+        gradient_checkpointing=False,
+        bf16=False,
+        fp16=False,
+        use_cpu=True,
+        max_length=max_length,
+        packing=False,
+        padding_free=False,
+        train_sampling_strategy="group_by_length" if grouped else "random",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
     assert len(trainer.train_dataset) == len(examples)  # nothing truncated away or dropped
     counter = CountingCollator(trainer.data_collator)
@@ -231,7 +289,7 @@ def child(spec: dict) -> dict:
 
     rss = peak_rss_mib
     examples, _ = load_examples()
-    examples = longest(examples, spec["n"]) if spec.get("longest") else examples[:spec["n"]]
+    examples = longest(examples, spec["n"]) if spec.get("longest") else examples[: spec["n"]]
     out = Path(spec["out"])
     imported = rss()
     model, tok = load(spec["student"])
@@ -242,20 +300,35 @@ def child(spec: dict) -> dict:
         m = project_train(model, tok, examples, out, grouped=True, batch=spec["batch"], max_length=spec["max_length"])
         steps, supervised, train_seconds = m["steps"], m["supervised_tokens"], m["train_seconds"]
     else:
-        trainer, counter, _ = baseline_trainer(model, tok, examples, out, grouped=True, batch=spec["batch"],
-                                               max_length=spec["max_length"])
+        trainer, counter, _ = baseline_trainer(
+            model, tok, examples, out, grouped=True, batch=spec["batch"], max_length=spec["max_length"]
+        )
         t1 = time.perf_counter()
         steps = trainer.train().global_step
         supervised, train_seconds = counter.supervised, time.perf_counter() - t1
-    return {"rss_imported_mib": imported, "rss_loaded_mib": loaded, "rss_peak_mib": rss(), "steps": steps,
-            "supervised_tokens": supervised, "trainable_params": n_params, "seconds": time.perf_counter() - t0,
-            "train_seconds": train_seconds, "threads": spec["threads"]}
+    return {
+        "rss_imported_mib": imported,
+        "rss_loaded_mib": loaded,
+        "rss_peak_mib": rss(),
+        "steps": steps,
+        "supervised_tokens": supervised,
+        "trainable_params": n_params,
+        "seconds": time.perf_counter() - t0,
+        "train_seconds": train_seconds,
+        "threads": spec["threads"],
+    }
 
 
 def run_child(spec: dict, timeout: float = 400) -> dict:
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS=str(spec["threads"]))
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), json.dumps(spec)], capture_output=True,
-                          text=True, timeout=timeout, env=env, cwd=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=str(ROOT),
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -307,10 +380,17 @@ def tiny(tmp_path_factory, examples) -> str:
     tok = AutoTokenizer.from_pretrained(out)
     enc, stats = encode_all(tok, examples, MAX_LENGTH)
     sup = [sum(1 for x in e.labels if x != IGNORE) for e in enc]
-    FIGURES["student"] = {**TINY, "vocab": len(tok), "lora": "r16 alpha32 dropout0.05 on 7 projections",
-                          "mean_tokens": round(stats["mean_length"], 1),
-                          "mean_target_tokens": round(statistics.fmean(sup), 1),
-                          "truncated": stats["truncated"], "threads": THREADS, "batch": BATCH, "lr": LR}
+    FIGURES["student"] = {
+        **TINY,
+        "vocab": len(tok),
+        "lora": "r16 alpha32 dropout0.05 on 7 projections",
+        "mean_tokens": round(stats["mean_length"], 1),
+        "mean_target_tokens": round(statistics.fmean(sup), 1),
+        "truncated": stats["truncated"],
+        "threads": THREADS,
+        "batch": BATCH,
+        "lr": LR,
+    }
     return str(out)
 
 
@@ -323,8 +403,7 @@ def test_train_grouped_baseline(benchmark, tiny, examples, tmp_path):
     def setup():
         gc.collect()
         model, tok = load(tiny)
-        trainer, counter, supervised = baseline_trainer(model, tok, examples, tmp_path / f"b{len(seen)}",
-                                                        grouped=True)
+        trainer, counter, supervised = baseline_trainer(model, tok, examples, tmp_path / f"b{len(seen)}", grouped=True)
         seen.append((counter, supervised, trainable(trainer.model)))
         return (trainer,), {}
 
@@ -336,17 +415,23 @@ def test_train_grouped_baseline(benchmark, tiny, examples, tmp_path):
     seconds = benchmark.stats.stats.mean
     c = seen[-1][0]
     FIGURES.setdefault("train_grouped", {})["baseline"] = {
-        "train_seconds_mean": seconds, "train_seconds": list(benchmark.stats.stats.data),
-        "supervised_tokens": tokens, "supervised_tokens_per_second": tokens / seconds,
-        "trainable_params": seen[-1][2], "padding_share": c.pads / c.tokens,
-        "padding_share_batch_mean": statistics.fmean(c.shares), "padding_share_batch_max": max(c.shares),
-        "batches": len(c.shares)}
+        "train_seconds_mean": seconds,
+        "train_seconds": list(benchmark.stats.stats.data),
+        "supervised_tokens": tokens,
+        "supervised_tokens_per_second": tokens / seconds,
+        "trainable_params": seen[-1][2],
+        "padding_share": c.pads / c.tokens,
+        "padding_share_batch_mean": statistics.fmean(c.shares),
+        "padding_share_batch_max": max(c.shares),
+        "batches": len(c.shares),
+    }
     seen.clear()
     gc.collect()
 
 
-def _project(benchmark, tiny, examples, tmp_path, *, grouped: bool, group: str, rounds: int,
-             extra: dict | None = None) -> dict:
+def _project(
+    benchmark, tiny, examples, tmp_path, *, grouped: bool, group: str, rounds: int, extra: dict | None = None
+) -> dict:
     runs: list[dict] = []
 
     def setup():
@@ -364,13 +449,19 @@ def _project(benchmark, tiny, examples, tmp_path, *, grouped: bool, group: str, 
     train_s = [m["train_seconds"] for m in ms]
     mean_train = statistics.fmean(train_s)
     m = ms[-1]
-    fig = {"train_seconds_mean": mean_train, "train_seconds": train_s,
-           "finetune_seconds_mean": benchmark.stats.stats.mean,  # the whole call: encode, train, save model, curves
-           "supervised_tokens": m["supervised_tokens"],
-           "supervised_tokens_per_second": m["supervised_tokens"] / mean_train,
-           "trainable_params": runs[-1]["params"], "padding_share": m["padding_share"],
-           "padding_share_batch_mean": m["padding_share_batch_mean"],
-           "padding_share_batch_max": m["padding_share_batch_max"], "batches": m["batches"], "steps": m["steps"]}
+    fig = {
+        "train_seconds_mean": mean_train,
+        "train_seconds": train_s,
+        "finetune_seconds_mean": benchmark.stats.stats.mean,  # the whole call: encode, train, save model, curves
+        "supervised_tokens": m["supervised_tokens"],
+        "supervised_tokens_per_second": m["supervised_tokens"] / mean_train,
+        "trainable_params": runs[-1]["params"],
+        "padding_share": m["padding_share"],
+        "padding_share_batch_mean": m["padding_share_batch_mean"],
+        "padding_share_batch_max": m["padding_share_batch_max"],
+        "batches": m["batches"],
+        "steps": m["steps"],
+    }
     FIGURES.setdefault(group, {})["project"] = fig
     runs.clear()
     gc.collect()
@@ -386,9 +477,11 @@ def test_train_grouped_project(benchmark, tiny, examples, tmp_path):
         assert fig["supervised_tokens"] == base["supervised_tokens"], (fig["supervised_tokens"], base)
         assert fig["trainable_params"] == base["trainable_params"], (fig["trainable_params"], base)
         FIGURES["train_grouped"]["time_ratio_project_over_baseline"] = (
-            fig["train_seconds_mean"] / base["train_seconds_mean"])
+            fig["train_seconds_mean"] / base["train_seconds_mean"]
+        )
         FIGURES["train_grouped"]["tokens_per_second_ratio_project_over_baseline"] = (
-            base["train_seconds_mean"] / fig["train_seconds_mean"])
+            base["train_seconds_mean"] / fig["train_seconds_mean"]
+        )
 
 
 def test_train_soft_project(benchmark, tiny, examples, tmp_path):
@@ -399,8 +492,16 @@ def test_train_soft_project(benchmark, tiny, examples, tmp_path):
     ``train_soft``, role ``baseline``: the paper's objective, hard target and weight 1): the ratio is the cost of
     the score term (locating each row's score position, a log-softmax over five tokens per row).
     """
-    fig = _project(benchmark, tiny, examples, tmp_path, grouped=True, group="train_soft", rounds=ROUNDS,
-                   extra={"score_target": "soft", "score_weight": 5.0})
+    fig = _project(
+        benchmark,
+        tiny,
+        examples,
+        tmp_path,
+        grouped=True,
+        group="train_soft",
+        rounds=ROUNDS,
+        extra={"score_target": "soft", "score_weight": 5.0},
+    )
     plain = FIGURES.get("train_grouped", {}).get("project")
     RESULTS.setdefault("train_soft", {})["project"] = fig["train_seconds_mean"]
     if plain is not None:
@@ -437,9 +538,13 @@ def test_padding_trainset_project(benchmark, tiny):
             order = torch.randperm(len(enc), generator=torch.Generator().manual_seed(SEED)).tolist()
         col = Collator(pad_id_for(tok))
         for i in range(0, len(order), batch):
-            col([ds[j] for j in order[i:i + batch]])
-        return {"padding_share": col.pad_tokens / col.tokens, "padding_share_batch_mean": statistics.fmean(col.shares),
-                "padding_share_batch_max": max(col.shares), "batches": col.batches}
+            col([ds[j] for j in order[i : i + batch]])
+        return {
+            "padding_share": col.pad_tokens / col.tokens,
+            "padding_share_batch_mean": statistics.fmean(col.shares),
+            "padding_share_batch_max": max(col.shares),
+            "batches": col.batches,
+        }
 
     def run() -> dict:
         return {f"batch{b}_{'grouped' if g else 'random'}": shares(b, g) for b in (16, 32) for g in (True, False)}
@@ -459,15 +564,29 @@ def _memory(benchmark, spec: dict, key: str, role: str) -> dict:
 
 
 def test_memory_tiny_project(benchmark, tiny, tmp_path):
-    spec = {"role": "project", "student": tiny, "n": N_EXAMPLES, "batch": BATCH, "max_length": MAX_LENGTH,
-            "threads": THREADS, "out": str(tmp_path / "out")}
+    spec = {
+        "role": "project",
+        "student": tiny,
+        "n": N_EXAMPLES,
+        "batch": BATCH,
+        "max_length": MAX_LENGTH,
+        "threads": THREADS,
+        "out": str(tmp_path / "out"),
+    }
     r = _memory(benchmark, spec, "peak_memory_tiny", "project")
     assert r["steps"] == N_EXAMPLES // BATCH
 
 
 def test_memory_tiny_baseline(benchmark, tiny, tmp_path):
-    spec = {"role": "baseline", "student": tiny, "n": N_EXAMPLES, "batch": BATCH, "max_length": MAX_LENGTH,
-            "threads": THREADS, "out": str(tmp_path / "out")}
+    spec = {
+        "role": "baseline",
+        "student": tiny,
+        "n": N_EXAMPLES,
+        "batch": BATCH,
+        "max_length": MAX_LENGTH,
+        "threads": THREADS,
+        "out": str(tmp_path / "out"),
+    }
     r = _memory(benchmark, spec, "peak_memory_tiny", "baseline")
     assert r["steps"] == N_EXAMPLES // BATCH
     project = FIGURES.get("peak_memory_tiny", {}).get("project")
@@ -485,24 +604,37 @@ def smollm2(tmp_path_factory) -> str:
     # in a child: the GGUF load and the copy would otherwise raise this process's own high-water mark
     code = "import sys; from explainft.students import convert_smollm2; convert_smollm2(sys.argv[1])"
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code, str(out)], check=True, capture_output=True, timeout=300,
-                   cwd=str(ROOT))
+    subprocess.run([sys.executable, "-c", code, str(out)], check=True, capture_output=True, timeout=300, cwd=str(ROOT))
     FIGURES.setdefault("peak_memory_smollm2", {})["convert_seconds"] = round(time.perf_counter() - t0, 1)
     return str(out)
 
 
 def test_memory_smollm2_project(benchmark, smollm2, tmp_path):
-    spec = {"role": "project", "student": smollm2, "n": SMOL["batch"] * SMOL["steps"], "longest": True,
-            "batch": SMOL["batch"], "max_length": SMOL["max_length"], "threads": SMOL["threads"],
-            "out": str(tmp_path / "out")}
+    spec = {
+        "role": "project",
+        "student": smollm2,
+        "n": SMOL["batch"] * SMOL["steps"],
+        "longest": True,
+        "batch": SMOL["batch"],
+        "max_length": SMOL["max_length"],
+        "threads": SMOL["threads"],
+        "out": str(tmp_path / "out"),
+    }
     r = _memory(benchmark, spec, "peak_memory_smollm2", "project")
     assert r["steps"] == SMOL["steps"]
 
 
 def test_memory_smollm2_baseline(benchmark, smollm2, tmp_path):
-    spec = {"role": "baseline", "student": smollm2, "n": SMOL["batch"] * SMOL["steps"], "longest": True,
-            "batch": SMOL["batch"], "max_length": SMOL["max_length"], "threads": SMOL["threads"],
-            "out": str(tmp_path / "out")}
+    spec = {
+        "role": "baseline",
+        "student": smollm2,
+        "n": SMOL["batch"] * SMOL["steps"],
+        "longest": True,
+        "batch": SMOL["batch"],
+        "max_length": SMOL["max_length"],
+        "threads": SMOL["threads"],
+        "out": str(tmp_path / "out"),
+    }
     r = _memory(benchmark, spec, "peak_memory_smollm2", "baseline")
     assert r["steps"] == SMOL["steps"]
     project = FIGURES.get("peak_memory_smollm2", {}).get("project")

@@ -1,4 +1,4 @@
-"""DVC stage `analyse`: weight differences and the logit lens over the trained grid (explainft.analyses)."""
+"""DVC stage `analyse`: weight differences and the logit lens over the trained grid (explainft.stages.analyse)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ def main(params_path: str) -> None:
     def work() -> None:
         from pathlib import Path
 
-        from explainft.analyses import run_analyse
         from explainft.config import load_params
+        from explainft.stages import analyse
         from explainft.timings import read_timings
 
-        m = run_analyse(load_params(params_path))
+        m = analyse.run(load_params(params_path))
         cost = read_timings(Path("."), "analysis").get("lens_cost_vs_scoring")
-        click.echo(f"analyse: {m['pairs']} pairs (explanation vs score-only); logit lens costs "
-                   f"{cost}x plain scoring (timings/analysis.json) -> plots/analysis, metrics/analysis.json")
+        click.echo(
+            f"analyse: {m['pairs']} pairs (explanation vs score-only); logit lens costs "
+            f"{cost}x plain scoring (timings/analysis.json) -> plots/analysis, metrics/analysis.json"
+        )
 
     run_stage("analyse", work)
 

@@ -1,4 +1,4 @@
-"""DVC stage `annotate@<dataset>`: see explainft.pipeline.run_annotate."""
+"""DVC stage `annotate@<dataset>`: see explainft.stages.annotate."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from explainft.cli_util import run_stage
 def main(dataset: str, params_path: str) -> None:
     def work() -> None:
         from explainft.config import load_params
-        from explainft.pipeline import run_annotate
+        from explainft.stages import annotate
 
-        m = run_annotate(dataset, load_params(params_path))
+        m = annotate.run(load_params(params_path), dataset)
         click.echo(f"annotate@{dataset}: " + ", ".join(f"{k}={m[k]}" for k in SUMMARY if k in m))
 
     run_stage(f"annotate@{dataset}", work)

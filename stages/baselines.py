@@ -16,9 +16,9 @@ from explainft.cli_util import run_stage
 def main(dimension: str, params_path: str) -> None:
     def work() -> None:
         from explainft.config import load_params
-        from explainft.evaluation import run_baselines
+        from explainft.stages import baselines
 
-        m = run_baselines(load_params(params_path), dimension)
+        m = baselines.run(load_params(params_path), dimension)
         for name in ("untuned", "prior"):
             cells = ", ".join(f"{t} {r['mse']:.4f}" for t, r in m[name].items())
             click.echo(f"baselines {dimension} {name}: test MSE {cells}")

@@ -15,11 +15,10 @@ from explainft.cli_util import run_stage
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="default: data/raw/<dataset>")
 def main(dataset: str, params_path: str, out_dir: str | None) -> None:
     def work() -> None:
-        from explainft.config import data_config, load_params
-        from explainft.datasets.fetch import fetch
+        from explainft.config import load_params
+        from explainft.stages import download
 
-        cfg = data_config(load_params(params_path), deep=False)
-        manifest = fetch(dataset, cfg.source(dataset)["fetch"], Path(out_dir or f"data/raw/{dataset}"))
+        manifest = download.run(load_params(params_path), dataset, Path(out_dir) if out_dir else None)
         click.echo(f"download@{dataset}: {len(manifest['files'])} files from {manifest['from']}")
 
     run_stage(f"download@{dataset}", work)

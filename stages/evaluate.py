@@ -1,6 +1,6 @@
 """DVC stage `evaluate` (a matrix like finetune's): one fine-tuned model on every test set of its dimension.
 
-See explainft.evaluation.run_evaluate.
+See explainft.stages.evaluate.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from explainft.cli_util import run_stage
 def main(train_set: str, dimension: str, variant: str, seed: int, params_path: str) -> None:
     def work() -> None:
         from explainft.config import load_params
-        from explainft.evaluation import run_evaluate
+        from explainft.stages import evaluate
 
-        m = run_evaluate(load_params(params_path), train_set, dimension, variant, seed)
+        m = evaluate.run(load_params(params_path), train_set, dimension, variant, seed)
         cells = ", ".join(f"{t} {r['mse']:.4f}" for t, r in m["test"].items())
         click.echo(f"evaluate {m['model']}: test MSE {cells}")
 

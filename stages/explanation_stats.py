@@ -1,4 +1,4 @@
-"""DVC stage `explanation_stats`: see explainft.pipeline.run_explanation_stats."""
+"""DVC stage `explanation_stats`: see explainft.stages.explanation_stats."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from explainft.cli_util import run_stage
 def main(params_path: str) -> None:
     def work() -> None:
         from explainft.config import load_params
-        from explainft.pipeline import run_explanation_stats
+        from explainft.stages import explanation_stats
 
-        run_explanation_stats(load_params(params_path))
+        explanation_stats.run(load_params(params_path))
         click.echo("explanation_stats: plots/explanations/, metrics/explanations.json")
 
     run_stage("explanation_stats", work)

@@ -2,7 +2,7 @@
 
 With ``train.num_processes`` > 1 (or ``train.accelerate_config`` set) the script relaunches itself under
 ``accelerate launch`` (DDP across the processes; FSDP or DeepSpeed through the accelerate config file), so
-dvc.yaml stays the same on a laptop and on a multi-GPU machine. See explainft.training_stages.run_finetune.
+dvc.yaml stays the same on a laptop and on a multi-GPU machine. See explainft.stages.finetune.
 """
 
 from __future__ import annotations
@@ -42,25 +42,32 @@ def main(train_set: str, dimension: str, variant: str, seed: int, params_path: s
         from pathlib import Path
 
         from explainft.config import finetune_config, load_params
+        from explainft.layout import cell_path
+        from explainft.stages import finetune
         from explainft.timings import read_timings
-        from explainft.training_stages import cell_path, run_finetune
 
         params = load_params(params_path)
         fc = finetune_config(params)
         if (fc.num_processes > 1 or fc.accelerate_config) and not os.environ.get(_LAUNCHED):
-            cmd = launch_command(__file__, [train_set, dimension, variant, str(seed), "--params", params_path],
-                                 fc.num_processes, fc.accelerate_config)
+            cmd = launch_command(
+                __file__,
+                [train_set, dimension, variant, str(seed), "--params", params_path],
+                fc.num_processes,
+                fc.accelerate_config,
+            )
             click.echo("finetune: " + " ".join(cmd[1:]))
             sys.exit(subprocess.call(cmd, env={**os.environ, _LAUNCHED: "1"}))
-        m = run_finetune(params, train_set, dimension, variant, seed)
+        m = finetune.run(params, train_set, dimension, variant, seed)
         if os.environ.get("RANK", "0") == "0":
             cell = cell_path(train_set, dimension, variant, seed)
             seconds = read_timings(Path("."), f"train/{cell}").get("train_seconds")
             took = f" in {seconds:.1f} s" if seconds is not None else ""
-            click.echo(f"finetune {cell}: {m['steps']} steps{took}, "
-                       f"validation loss {m['validation_loss_initial']:.4f} -> {m['validation_loss_final']:.4f}, "
-                       f"validation MSE {m['validation_mse']:.4f} (prior {m['validation_prior_mse']:.4f}), "
-                       f"padding {m['padding_share']:.1%}")
+            click.echo(
+                f"finetune {cell}: {m['steps']} steps{took}, "
+                f"validation loss {m['validation_loss_initial']:.4f} -> {m['validation_loss_final']:.4f}, "
+                f"validation MSE {m['validation_mse']:.4f} (prior {m['validation_prior_mse']:.4f}), "
+                f"padding {m['padding_share']:.1%}"
+            )
 
     run_stage("finetune", work)
 

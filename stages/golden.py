@@ -12,11 +12,17 @@ from explainft.cli_util import run_stage
 def main(params_path: str) -> None:
     def work() -> None:
         from explainft.config import load_params
-        from explainft.pipeline import run_golden
+        from explainft.stages import golden
 
-        result = run_golden(load_params(params_path))
-        click.echo("golden: " + ("not configured (golden.path: null)" if not result.get("configured", True)
-                                 else "metrics/golden.json, reports/golden.md"))
+        result = golden.run(load_params(params_path))
+        click.echo(
+            "golden: "
+            + (
+                "not configured (golden.path: null)"
+                if not result.get("configured", True)
+                else "metrics/golden.json, reports/golden.md"
+            )
+        )
 
     run_stage("golden", work)
 

@@ -1,4 +1,4 @@
-"""DVC stage `merge@<dataset>`: see explainft.pipeline.run_merge."""
+"""DVC stage `merge@<dataset>`: see explainft.stages.merge."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ from explainft.cli_util import run_stage
 def main(dataset: str, params_path: str) -> None:
     def work() -> None:
         from explainft.config import load_params
-        from explainft.pipeline import run_merge
+        from explainft.stages import merge
 
-        m = run_merge(dataset, load_params(params_path))
+        m = merge.run(load_params(params_path), dataset)
         dropped = sum(m["dropped_min_valid"].values())
         fallbacks = sum(n for per_dim in m["llm_fallbacks"].values() for n in per_dim.values())
-        click.echo(f"merge@{dataset}: {m['n_items']} items ({m['score_method']} scores, {m['explanation_method']} "
-                   f"explanations); {dropped} dropped below min_valid, {fallbacks} llm fallbacks")
+        click.echo(
+            f"merge@{dataset}: {m['n_items']} items ({m['score_method']} scores, {m['explanation_method']} "
+            f"explanations); {dropped} dropped below min_valid, {fallbacks} llm fallbacks"
+        )
 
     run_stage(f"merge@{dataset}", work)
 

@@ -12,12 +12,14 @@ from explainft.cli_util import run_stage
 def main(params_path: str) -> None:
     def work() -> None:
         from explainft.config import load_params
-        from explainft.report import run_report
+        from explainft.stages import report
 
-        m = run_report(load_params(params_path))
-        click.echo(f"report: explanations win in {m['explanations_win']} of {m['cells']} cells "
-                   f"(paper: {m['paper_explanations_win']} of {m['paper_cells']}); "
-                   f"{m['beat_both_baselines']} of {m['models']} models beat both baselines -> reports/REPORT.md")
+        m = report.run(load_params(params_path))
+        click.echo(
+            f"report: explanations win in {m['explanations_win']} of {m['cells']} cells "
+            f"(paper: {m['paper_explanations_win']} of {m['paper_cells']}); "
+            f"{m['beat_both_baselines']} of {m['models']} models beat both baselines -> reports/REPORT.md"
+        )
 
     run_stage("report", work)
 

@@ -1,4 +1,4 @@
-"""DVC stage `split`: see explainft.pipeline.run_split."""
+"""DVC stage `split`: see explainft.stages.split."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from explainft.cli_util import run_stage
 def main(params_path: str) -> None:
     def work() -> None:
         from explainft.config import load_params
-        from explainft.pipeline import run_split
+        from explainft.stages import split
 
-        m = run_split(load_params(params_path))
+        m = split.run(load_params(params_path))
         click.echo(f"split: {len(m['sets'])} cells written")
 
     run_stage("split", work)

@@ -1,4 +1,4 @@
-"""DVC stage `student`: build the student named by train.student into models/student (see explainft.training_stages.run_student)."""
+"""DVC stage `student`: build the student named by train.student into models/student (explainft.stages.student)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,18 @@ def main(params_path: str) -> None:
         from pathlib import Path
 
         from explainft.config import load_params
+        from explainft.stages import student
         from explainft.timings import read_timings
-        from explainft.training_stages import run_student
 
-        m = run_student(load_params(params_path))
+        m = student.run(load_params(params_path))
         pre = m.get("pretrain")
         seconds = read_timings(Path("."), "student").get("pretrain", {}).get("seconds")
         took = f" in {seconds:.0f} s" if seconds is not None else ""
-        extra = (f", pretrained {pre['steps']} steps{took}, loss {pre['loss_start']:.2f} -> "
-                 f"{pre['loss_end']:.2f}") if pre else ""
+        extra = (
+            (f", pretrained {pre['steps']} steps{took}, loss {pre['loss_start']:.2f} -> {pre['loss_end']:.2f}")
+            if pre
+            else ""
+        )
         click.echo(f"student: {m['student']} ready in models/student{extra}")
 
     run_stage("student", work)

@@ -1,4 +1,4 @@
-"""DVC stage `variants`: see explainft.pipeline.run_variants."""
+"""DVC stage `variants`: see explainft.stages.variants."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from explainft.cli_util import run_stage
 def main(params_path: str) -> None:
     def work() -> None:
         from explainft.config import load_params
-        from explainft.pipeline import run_variants
+        from explainft.stages import variants
 
-        m = run_variants(load_params(params_path))
+        m = variants.run(load_params(params_path))
         click.echo(f"variants: {len(m['cells'])} cells written")
 
     run_stage("variants", work)

@@ -131,8 +131,13 @@ def truncated(content: str | None = None, delay: float = 0.0) -> Action:
 
 def raw(body: bytes | str, *, code: int = 200, content_type: str = "application/json", delay: float = 0.0) -> Action:
     """Exactly ``body`` (complete, Content-Length matching), e.g. JSON cut short: ``raw('{"choices": [')``."""
-    return Action("raw", body=body.encode() if isinstance(body, str) else body, status=code,
-                  content_type=content_type, delay=delay)
+    return Action(
+        "raw",
+        body=body.encode() if isinstance(body, str) else body,
+        status=code,
+        content_type=content_type,
+        delay=delay,
+    )
 
 
 # --------------------------------------------------------------------------- default answer
@@ -150,23 +155,36 @@ def rating_json(messages: Any) -> str:
     """
     digest = hashlib.sha256(prompt_key(messages).encode("utf-8")).hexdigest()
     score = int(digest[:8], 16) % 4 + 1
-    return json.dumps({
-        "score": score,
-        "assessment": f"Fake assessment {digest[:12]}: the response is rated {score} for this dimension.",
-        "confidence": f"Fake confidence {digest[12:16]}: moderately sure.",
-    })
+    return json.dumps(
+        {
+            "score": score,
+            "assessment": f"Fake assessment {digest[:12]}: the response is rated {score} for this dimension.",
+            "confidence": f"Fake confidence {digest[12:16]}: moderately sure.",
+        }
+    )
 
 
 def completion(model: str, content: str | None, *, no_choices: bool = False) -> dict[str, Any]:
-    choices = [] if no_choices else [{
-        "index": 0,
-        "message": {"role": "assistant", "content": content},
-        "finish_reason": "stop",
-        "logprobs": None,
-    }]
-    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": choices,
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+    choices = (
+        []
+        if no_choices
+        else [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ]
+    )
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
 
 
 # --------------------------------------------------------------------------- the server
@@ -190,9 +208,16 @@ Script = Callable[[Any, int], "Action | None"]
 class FakeLLM:
     """The fake server; see the module docstring. ``start()``/``stop()`` or ``with FakeLLM(...) as llm``."""
 
-    def __init__(self, script: Iterable[Action] | Script | None = None, *, delay: float = 0.0,
-                 answer: Callable[[Any], str] = rating_json, host: str = "127.0.0.1", port: int = 0,
-                 models: Iterable[str] | None = ("fake",)):
+    def __init__(
+        self,
+        script: Iterable[Action] | Script | None = None,
+        *,
+        delay: float = 0.0,
+        answer: Callable[[Any], str] = rating_json,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        models: Iterable[str] | None = ("fake",),
+    ):
         self.delay = delay
         self.models = None if models is None else list(models)
         self.model_lists = 0  # GET /v1/models requests
@@ -267,8 +292,12 @@ class FakeLLM:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {"total": len(self.requests), "distinct_prompts": len(self._counts),
-                    "max_in_flight": self.max_in_flight, "in_flight": self.in_flight}
+            return {
+                "total": len(self.requests),
+                "distinct_prompts": len(self._counts),
+                "max_in_flight": self.max_in_flight,
+                "in_flight": self.in_flight,
+            }
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -355,8 +384,9 @@ class FakeLLM:
         with self._lock:
             n = self._counts[key]
             self._counts[key] += 1
-            rec = Recorded(index=len(self.requests), n=n, body=body, headers=CIMultiDict(request.headers),
-                           arrived=time.monotonic())
+            rec = Recorded(
+                index=len(self.requests), n=n, body=body, headers=CIMultiDict(request.headers), arrived=time.monotonic()
+            )
             self.requests.append(rec)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -377,8 +407,9 @@ class FakeLLM:
             payload = json.dumps(completion(model, content, no_choices=action.no_choices)).encode()
             return web.Response(body=payload, content_type="application/json")
         if action.kind in ("status", "raw"):
-            return web.Response(status=action.status, body=action.body, headers=action.headers,
-                                content_type=action.content_type)
+            return web.Response(
+                status=action.status, body=action.body, headers=action.headers, content_type=action.content_type
+            )
         if action.kind == "drop":
             _abort(request)
             raise asyncio.CancelledError  # nothing more to send; aiohttp drops the request quietly
@@ -399,8 +430,12 @@ class FakeLLM:
             self.model_lists += 1
             self.model_list_headers.append(CIMultiDict(request.headers))
             models = list(self.models or ())
-        return web.json_response({"object": "list", "data": [{"id": m, "object": "model", "created": 0,
-                                                              "owned_by": "fakellm"} for m in models]})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"id": m, "object": "model", "created": 0, "owned_by": "fakellm"} for m in models],
+            }
+        )
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())
@@ -444,8 +479,9 @@ class Spawned:
 
 def spawn(delay: float = 0.0, *, python: str = sys.executable) -> Spawned:
     """Start ``python tests/fakellm.py --delay <delay>`` and wait for its URL."""
-    proc = subprocess.Popen([python, os.path.abspath(__file__), "--delay", str(delay)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [python, os.path.abspath(__file__), "--delay", str(delay)], stdout=subprocess.PIPE, text=True
+    )
     line = proc.stdout.readline().strip() if proc.stdout else ""
     if not line.startswith("http://"):
         proc.kill()

@@ -8,16 +8,28 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import FIXTURES, load
+
 from explainft.datasets.prepare import iter_conversations, prepare
 from explainft.errors import ConfigError, RecordError
 from explainft.records import Conversation, read_jsonl
 
 VALID = FIXTURES / "amazonqa" / "valid"
 MALFORMED = FIXTURES / "amazonqa" / "malformed"
-KEYS = ["asin", "category", "questionText", "questionType", "review_snippets", "random_sentence",
-        "top_sentences_IR", "top_review_wilson", "top_review_helpful", "answers", "is_answerable", "qid"]
+KEYS = [
+    "asin",
+    "category",
+    "questionText",
+    "questionType",
+    "review_snippets",
+    "random_sentence",
+    "top_sentences_IR",
+    "top_review_wilson",
+    "top_review_helpful",
+    "answers",
+    "is_answerable",
+    "qid",
+]
 
 
 def by_id(convs):
@@ -35,18 +47,40 @@ def test_fixtures_have_exactly_the_published_keys():
 def test_one_conversation_per_question_with_snippets_as_context():
     convs, ctx = load("amazonqa", VALID)
     got = by_id(convs)
-    assert list(got) == ["amazonqa/train-0", "amazonqa/train-1", "amazonqa/train-2", "amazonqa/train-5",
-                         "amazonqa/train-6", "amazonqa/val-0", "amazonqa/val-line2", "amazonqa/test-0"]
+    assert list(got) == [
+        "amazonqa/train-0",
+        "amazonqa/train-1",
+        "amazonqa/train-2",
+        "amazonqa/train-5",
+        "amazonqa/train-6",
+        "amazonqa/val-0",
+        "amazonqa/val-line2",
+        "amazonqa/test-0",
+    ]
     c = got["amazonqa/train-0"]
-    assert [(t.role, t.text) for t in c.turns] == [("user", "Does this charger work with a 2015 laptop?"),
-                                                   ("assistant", "Yes, it works with my 2015 model.")]
-    assert c.context == ("I used it with my old laptop from 2014 and it charged without problems.\n\n"
-                         "The plug fits most laptops made after 2012. It gets a little warm.\n\n"
-                         "Cable is long enough to reach the couch.")
+    assert [(t.role, t.text) for t in c.turns] == [
+        ("user", "Does this charger work with a 2015 laptop?"),
+        ("assistant", "Yes, it works with my 2015 model."),
+    ]
+    assert c.context == (
+        "I used it with my old laptop from 2014 and it charged without problems.\n\n"
+        "The plug fits most laptops made after 2012. It gets a little warm.\n\n"
+        "Cable is long enough to reach the couch."
+    )
     assert c.dataset == "amazonqa"
-    assert c.meta == {"asin": "B000FJ1ABC", "category": "Electronics", "questionType": "yesno", "is_answerable": 1,
-                      "answerType": "Y", "helpful": [4, 5], "answer_index": 0, "n_answers": 1, "split": "train",
-                      "qid": 0, "source": {"file": "train-qar.jsonl", "line": 1}}
+    assert c.meta == {
+        "asin": "B000FJ1ABC",
+        "category": "Electronics",
+        "questionType": "yesno",
+        "is_answerable": 1,
+        "answerType": "Y",
+        "helpful": [4, 5],
+        "answer_index": 0,
+        "n_answers": 1,
+        "split": "train",
+        "qid": 0,
+        "source": {"file": "train-qar.jsonl", "line": 1},
+    }
     # the blank line 4 is not a record; line numbers stay those of the file
     assert got["amazonqa/train-5"].meta["source"] == {"file": "train-qar.jsonl", "line": 7}
     assert ctx.files == ["train-qar.jsonl", "val-qar.jsonl", "test-qar.jsonl"]  # not *_squad.jsonl, not SOURCE.json
@@ -85,7 +119,10 @@ def test_each_answer_makes_its_own_conversation():
     convs, ctx = load("amazonqa", VALID, {"answer": "each"})
     got = by_id(convs)
     assert [i for i in got if i.startswith("amazonqa/train-1/")] == [
-        "amazonqa/train-1/a0", "amazonqa/train-1/a1", "amazonqa/train-1/a2"]
+        "amazonqa/train-1/a0",
+        "amazonqa/train-1/a1",
+        "amazonqa/train-1/a2",
+    ]
     # the empty answer a0 of qid 2 is skipped; the index is that of the source list
     assert [i for i in got if i.startswith("amazonqa/train-2/")] == ["amazonqa/train-2/a1", "amazonqa/train-2/a2"]
     assert got["amazonqa/train-2/a2"].response.text == "I hand wash mine."

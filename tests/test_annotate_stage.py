@@ -32,20 +32,42 @@ PER_CONV = 3 * 4  # dimensions × prompts, one teacher
 
 
 def teacher(url: str, name: str = "local-llm", model: str = "fake-7b", max_retries: int = 1) -> dict:
-    return {"name": name, "backend": "openai", "model": model,
-            "sampling": {"temperature": 0.0, "max_tokens": 200},
-            "options": {"base_url": url, "api_key_env": "EXPLAINFT_TEST_KEY", "concurrency": 2, "timeout": 10,
-                        "max_retries": max_retries}}
+    return {
+        "name": name,
+        "backend": "openai",
+        "model": model,
+        "sampling": {"temperature": 0.0, "max_tokens": 200},
+        "options": {
+            "base_url": url,
+            "api_key_env": "EXPLAINFT_TEST_KEY",
+            "concurrency": 2,
+            "timeout": 10,
+            "max_retries": max_retries,
+        },
+    }
 
 
-def make_project(tmp: Path, url: str, n_convs: int = N_CONVS, max_retries: int = 1, teachers: list | None = None,
-                 max_failed_share: float | None = None) -> Path:
+def make_project(
+    tmp: Path,
+    url: str,
+    n_convs: int = N_CONVS,
+    max_retries: int = 1,
+    teachers: list | None = None,
+    max_failed_share: float | None = None,
+) -> Path:
     proj = tmp
     proj.mkdir(parents=True, exist_ok=True)
-    convs = [Conversation(id=f"demo/{i}", dataset="demo",
-                          turns=(Turn("user", f"How do I water plant number {i}?"),
-                                 Turn("assistant", f"Water plant {i} once a week, more often in summer.")))
-             for i in range(n_convs)]
+    convs = [
+        Conversation(
+            id=f"demo/{i}",
+            dataset="demo",
+            turns=(
+                Turn("user", f"How do I water plant number {i}?"),
+                Turn("assistant", f"Water plant {i} once a week, more often in summer."),
+            ),
+        )
+        for i in range(n_convs)
+    ]
     write_jsonl(proj / "data" / "prepared" / "chatterbot.jsonl", convs)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["datasets"] = ["chatterbot"]
@@ -64,8 +86,15 @@ def stage(proj: Path, name: str, key: str | None = CANARY, **kw) -> subprocess.P
     env.pop("EXPLAINFT_TEST_KEY", None)
     if key is not None:
         env["EXPLAINFT_TEST_KEY"] = key
-    return subprocess.Popen([sys.executable, str(ROOT / "stages" / f"{name}.py"), "chatterbot"], cwd=proj, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "stages" / f"{name}.py"), "chatterbot"],
+        cwd=proj,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def finish(p: subprocess.Popen) -> str:
@@ -107,7 +136,9 @@ def test_sigkill_then_rerun_sends_no_stored_request_again_and_matches_an_uninter
 
         import sqlite3
 
-        stored = sqlite3.connect(proj / "cache" / "annotate.sqlite").execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        stored = (
+            sqlite3.connect(proj / "cache" / "annotate.sqlite").execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        )
         assert stored >= sent_before - 2  # at most `concurrency` replies were in flight at the kill
         out = finish(stage(proj, "annotate"))
         resent = llm.total - sent_before
@@ -152,7 +183,12 @@ def test_server_faults_end_as_counted_failed_ratings_with_the_cause(tmp_path):
     assert m["by_teacher_prompt"]["local-llm/scale5"]["failed"] == 2 * 3
     assert m["max_failed_share"] == 1.0
     assert m["by_teacher_prompt_dimension"]["local-llm/scale5/on_topic"] == {
-        "n": 2, "ok": 0, "unparsable": 0, "failed": 2, "failed_share": 1.0}
+        "n": 2,
+        "ok": 0,
+        "unparsable": 0,
+        "failed": 2,
+        "failed_share": 1.0,
+    }
     for r in ratings:
         assert CANARY not in r.error
 
@@ -166,8 +202,10 @@ def test_connection_refused_stops_the_stage_before_any_rating_naming_teacher_and
     s.close()
     proj = make_project(tmp_path / "p", f"http://127.0.0.1:{port}/v1", n_convs=1, max_retries=0)
     err = fails(stage(proj, "annotate"))
-    assert (f"Error: annotate@chatterbot: preflight: teacher 'local-llm': GET http://127.0.0.1:{port}/v1/models "
-            "(model 'fake-7b') failed after 1 attempt: connection failed: ") in err
+    assert (
+        f"Error: annotate@chatterbot: preflight: teacher 'local-llm': GET http://127.0.0.1:{port}/v1/models "
+        "(model 'fake-7b') failed after 1 attempt: connection failed: "
+    ) in err
     assert "is the server running and reachable at options.base_url?" in err
     assert no_output(proj)
 
@@ -181,23 +219,33 @@ def test_a_teacher_failing_wholesale_stops_the_stage_and_the_rerun_asks_only_for
         return server_error(503) if body["model"] == "fake-13b" else None
 
     with FakeLLM(bad_is_down, models=["fake-7b", "fake-13b"]) as llm:
-        teachers = [teacher(llm.url, "good", "fake-7b", max_retries=0),
-                    teacher(llm.url, "bad", "fake-13b", max_retries=0)]
+        teachers = [
+            teacher(llm.url, "good", "fake-7b", max_retries=0),
+            teacher(llm.url, "bad", "fake-13b", max_retries=0),
+        ]
         proj = make_project(tmp_path / "p", llm.url, n_convs=2, teachers=teachers)
         err = fails(stage(proj, "annotate"))
         assert llm.total == 2 * 2 * PER_CONV  # every request of both teachers was sent once
-        first_error = (f"teacher 'bad': POST {llm.url}/chat/completions (model 'fake-13b') failed after 1 attempt: "
-                       "HTTP 503 Service Unavailable: fake error 503; server error (after all retries): check the "
-                       "server's log, or raise options.max_retries")
-        assert ("Error: annotate@chatterbot: 12 of 24 teacher × prompt × dimension groups had more failed requests "
-                "than annotate.max_failed_share (2%) allows; no output was written:\n") in err
+        first_error = (
+            f"teacher 'bad': POST {llm.url}/chat/completions (model 'fake-13b') failed after 1 attempt: "
+            "HTTP 503 Service Unavailable: fake error 503; server error (after all retries): check the "
+            "server's log, or raise options.max_retries"
+        )
+        assert (
+            "Error: annotate@chatterbot: 12 of 24 teacher × prompt × dimension groups had more failed requests "
+            "than annotate.max_failed_share (2%) allows; no output was written:\n"
+        ) in err
         for prompt in ("scale4", "scale4_examples", "scale5", "scale5_examples"):
             for dim in ("naturalness", "comprehensiveness", "on_topic"):
-                assert (f"  teacher 'bad' prompt {prompt} dimension {dim}: 2 of 2 requests failed (100% > "
-                        f"annotate.max_failed_share 2%), 0 unparsable; first error: {first_error}\n") in err
+                assert (
+                    f"  teacher 'bad' prompt {prompt} dimension {dim}: 2 of 2 requests failed (100% > "
+                    f"annotate.max_failed_share 2%), 0 unparsable; first error: {first_error}\n"
+                ) in err
         assert "teacher 'good'" not in err
-        assert ("every reply that arrived is kept in the response cache (annotate.cache: cache/annotate.sqlite), "
-                "so only the failed requests are sent again") in err
+        assert (
+            "every reply that arrived is kept in the response cache (annotate.cache: cache/annotate.sqlite), "
+            "so only the failed requests are sent again"
+        ) in err
         assert no_output(proj)  # neither data/annotated nor metrics: DVC caches nothing half-good
         rows = sqlite3.connect(proj / "cache" / "annotate.sqlite").execute("SELECT model FROM responses").fetchall()
         assert rows == [("fake-7b",)] * (2 * PER_CONV)  # the good replies are committed
@@ -215,7 +263,12 @@ def test_a_teacher_failing_wholesale_stops_the_stage_and_the_rerun_asks_only_for
     assert m["requests_sent"] == 2 * PER_CONV and m["cache_hits"] == 2 * PER_CONV and m["failed"] == 0
     assert m["max_failed_share"] == 0.02
     assert m["by_teacher_prompt_dimension"]["bad/scale4/naturalness"] == {
-        "n": 2, "ok": 2, "unparsable": 0, "failed": 0, "failed_share": 0.0}
+        "n": 2,
+        "ok": 2,
+        "unparsable": 0,
+        "failed": 0,
+        "failed_share": 0.0,
+    }
 
 
 def test_a_missing_key_stops_the_stage_before_any_request(tmp_path):
@@ -223,10 +276,12 @@ def test_a_missing_key_stops_the_stage_before_any_request(tmp_path):
         proj = make_project(tmp_path / "p", llm.url, n_convs=1)
         err = fails(stage(proj, "annotate", key=None))
         assert llm.total == 0 and llm.model_lists == 0
-    assert ("Error: annotate@chatterbot: preflight: teacher 'local-llm': the environment variable "
-            "$EXPLAINFT_TEST_KEY "
-            "(annotate.teachers[local-llm].options.api_key_env) is unset or empty; export the API key for "
-            f"{llm.url} in it, or remove options.api_key_env if the server takes no key") in err
+    assert (
+        "Error: annotate@chatterbot: preflight: teacher 'local-llm': the environment variable "
+        "$EXPLAINFT_TEST_KEY "
+        "(annotate.teachers[local-llm].options.api_key_env) is unset or empty; export the API key for "
+        f"{llm.url} in it, or remove options.api_key_env if the server takes no key"
+    ) in err
     assert no_output(proj)
 
 
@@ -242,11 +297,12 @@ def test_a_model_the_server_does_not_serve_stops_the_stage_naming_what_it_serves
         proj = make_project(tmp_path / "p", llm.url, n_convs=1)
         err = fails(stage(proj, "annotate"))
         assert llm.total == 1  # the one-token probe, nothing else
-    assert (f"Error: annotate@chatterbot: preflight: teacher 'local-llm': model 'fake-7b' is not served by "
-            f"{llm.url}: "
-            f"GET {llm.url}/models lists 'other-model', and a one-token chat completion with it was refused "
-            "(HTTP 404: The model `fake-7b` does not exist.); set annotate.teachers[local-llm].model to a served id"
-            ) in err
+    assert (
+        f"Error: annotate@chatterbot: preflight: teacher 'local-llm': model 'fake-7b' is not served by "
+        f"{llm.url}: "
+        f"GET {llm.url}/models lists 'other-model', and a one-token chat completion with it was refused "
+        "(HTTP 404: The model `fake-7b` does not exist.); set annotate.teachers[local-llm].model to a served id"
+    ) in err
     assert no_output(proj)
 
 
@@ -270,7 +326,7 @@ def test_the_golden_stage_applies_the_same_failed_share_check(tmp_path, monkeypa
     from fakellm import server_error
 
     from explainft.annotate.engine import FailedShareError
-    from explainft.pipeline import run_golden
+    from explainft.stages.golden import run as run_golden
 
     (tmp_path / "golden").mkdir()
     shutil.copy(ROOT / "tests" / "fixtures" / "golden" / "valid.jsonl", tmp_path / "golden" / "set.jsonl")

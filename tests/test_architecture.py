@@ -16,16 +16,25 @@ from explainft.architecture import (  # noqa: E402
     module_type,
     unwrap,
 )
-from explainft.students import PROJECTIONS  # noqa: E402
+from explainft.config.train import PROJECTIONS  # noqa: E402
 
 
 def tiny(family: str, layers: int = 2):
     from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 
-    cfg_cls, model_cls = {"mistral": (MistralConfig, MistralForCausalLM),
-                          "llama": (LlamaConfig, LlamaForCausalLM)}[family]
-    cfg = cfg_cls(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=layers, num_attention_heads=2,
-                  num_key_value_heads=1, max_position_embeddings=64, tie_word_embeddings=False)
+    cfg_cls, model_cls = {"mistral": (MistralConfig, MistralForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}[
+        family
+    ]
+    cfg = cfg_cls(
+        vocab_size=40,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(0)
     return model_cls(cfg).eval()
 
@@ -90,22 +99,25 @@ def test_unknown_family_names_the_class_and_the_known_ones():
     assert all(f in msg for f in FAMILIES) and "FAMILIES" in msg
 
 
-@pytest.mark.parametrize("name, mtype, layer", [
-    ("base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight", "q_proj", 3),
-    ("base_model.model.model.layers.12.mlp.down_proj.lora_B.default.weight", "down_proj", 12),
-    ("model.layers.3.mlp.up_proj.weight", "up_proj", 3),
-    ("model.layers.0.self_attn.o_proj.base_layer.weight", "o_proj", 0),
-    ("model.layers.31.mlp.gate_proj", "gate_proj", 31),
-    ("model.layers.7.self_attn.k_proj.bias", "k_proj", 7),
-    ("layers.2.self_attn.v_proj.weight", "v_proj", 2),
-    ("model.layers.4.input_layernorm.weight", None, 4),
-    ("model.norm.weight", None, None),
-    ("model.embed_tokens.weight", None, None),
-    ("lm_head.weight", None, None),
-    ("base_model.model.lm_head.modules_to_save.default.weight", None, None),
-    ("model.sublayers.3.q_proj.weight", "q_proj", None),  # "sublayers" is not the block list
-    ("model.layers.x.q_projection.weight", None, None),
-])
+@pytest.mark.parametrize(
+    "name, mtype, layer",
+    [
+        ("base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight", "q_proj", 3),
+        ("base_model.model.model.layers.12.mlp.down_proj.lora_B.default.weight", "down_proj", 12),
+        ("model.layers.3.mlp.up_proj.weight", "up_proj", 3),
+        ("model.layers.0.self_attn.o_proj.base_layer.weight", "o_proj", 0),
+        ("model.layers.31.mlp.gate_proj", "gate_proj", 31),
+        ("model.layers.7.self_attn.k_proj.bias", "k_proj", 7),
+        ("layers.2.self_attn.v_proj.weight", "v_proj", 2),
+        ("model.layers.4.input_layernorm.weight", None, 4),
+        ("model.norm.weight", None, None),
+        ("model.embed_tokens.weight", None, None),
+        ("lm_head.weight", None, None),
+        ("base_model.model.lm_head.modules_to_save.default.weight", None, None),
+        ("model.sublayers.3.q_proj.weight", "q_proj", None),  # "sublayers" is not the block list
+        ("model.layers.x.q_projection.weight", None, None),
+    ],
+)
 def test_name_parsing(name, mtype, layer):
     assert module_type(name) == mtype
     assert layer_index(name) == layer

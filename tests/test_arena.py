@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import FIXTURES, load
+
 from explainft.datasets import arena
 from explainft.datasets.prepare import prepare
 from explainft.errors import ConfigError, RecordError
@@ -20,24 +20,55 @@ VALID = ARENA / "valid"
 MALFORMED = ARENA / "malformed"
 HUB_PARQUET = "data/train-00000-of-00001-cced8514c7ed782a.parquet"
 
-CATEGORIES = ["harassment", "harassment/threatening", "hate", "hate/threatening", "self-harm",
-              "self-harm/instructions", "self-harm/intent", "sexual", "sexual/minors", "violence", "violence/graphic"]
+CATEGORIES = [
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "self-harm",
+    "self-harm/instructions",
+    "self-harm/intent",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+]
 _MESSAGE = pa.struct([("content", pa.string()), ("role", pa.string())])
-# the schema of the Hub parquet (DATASETS.md), in the Hub's column order
-HUB_SCHEMA = pa.schema([
-    ("question_id", pa.string()), ("model_a", pa.string()), ("model_b", pa.string()), ("winner", pa.string()),
-    ("judge", pa.string()), ("conversation_a", pa.list_(_MESSAGE)), ("conversation_b", pa.list_(_MESSAGE)),
-    ("turn", pa.int64()), ("anony", pa.bool_()), ("language", pa.string()), ("tstamp", pa.float64()),
-    ("openai_moderation", pa.struct([
-        ("categories", pa.struct([(k, pa.bool_()) for k in CATEGORIES])),
-        ("category_scores", pa.struct([(k, pa.float64()) for k in CATEGORIES])),
-        ("flagged", pa.bool_()),
-    ])),
-    ("toxic_chat_tag", pa.struct([
-        ("roberta-large", pa.struct([("flagged", pa.bool_()), ("probability", pa.float64())])),
-        ("t5-large", pa.struct([("flagged", pa.bool_()), ("score", pa.float64())])),
-    ])),
-])
+# the schema of the Hub parquet (the dataset card), in the Hub's column order
+HUB_SCHEMA = pa.schema(
+    [
+        ("question_id", pa.string()),
+        ("model_a", pa.string()),
+        ("model_b", pa.string()),
+        ("winner", pa.string()),
+        ("judge", pa.string()),
+        ("conversation_a", pa.list_(_MESSAGE)),
+        ("conversation_b", pa.list_(_MESSAGE)),
+        ("turn", pa.int64()),
+        ("anony", pa.bool_()),
+        ("language", pa.string()),
+        ("tstamp", pa.float64()),
+        (
+            "openai_moderation",
+            pa.struct(
+                [
+                    ("categories", pa.struct([(k, pa.bool_()) for k in CATEGORIES])),
+                    ("category_scores", pa.struct([(k, pa.float64()) for k in CATEGORIES])),
+                    ("flagged", pa.bool_()),
+                ]
+            ),
+        ),
+        (
+            "toxic_chat_tag",
+            pa.struct(
+                [
+                    ("roberta-large", pa.struct([("flagged", pa.bool_()), ("probability", pa.float64())])),
+                    ("t5-large", pa.struct([("flagged", pa.bool_()), ("score", pa.float64())])),
+                ]
+            ),
+        ),
+    ]
+)
 
 
 def _rows(path: Path) -> list[dict]:
@@ -70,9 +101,12 @@ def _without_source(c: Conversation) -> dict:
 def test_real_sample_jsonl(shared_samples):
     convs, ctx = load("chatbot_arena", shared_samples / "chatbot_arena")
     assert [c.id for c in convs] == [
-        "chatbot_arena/58210e39b3fd4441a2bd4a518bb44c2d/a", "chatbot_arena/58210e39b3fd4441a2bd4a518bb44c2d/b",
-        "chatbot_arena/2564acd09e3942fd97657d05282d4389/a", "chatbot_arena/2564acd09e3942fd97657d05282d4389/b",
-        "chatbot_arena/90bfd142157948aba01931726c888e7f/a", "chatbot_arena/90bfd142157948aba01931726c888e7f/b",
+        "chatbot_arena/58210e39b3fd4441a2bd4a518bb44c2d/a",
+        "chatbot_arena/58210e39b3fd4441a2bd4a518bb44c2d/b",
+        "chatbot_arena/2564acd09e3942fd97657d05282d4389/a",
+        "chatbot_arena/2564acd09e3942fd97657d05282d4389/b",
+        "chatbot_arena/90bfd142157948aba01931726c888e7f/a",
+        "chatbot_arena/90bfd142157948aba01931726c888e7f/b",
     ]
     a, b = convs[0], convs[1]
     assert a.dataset == "chatbot_arena"
@@ -81,11 +115,23 @@ def test_real_sample_jsonl(shared_samples):
     assert a.response.text.startswith("OpenCL and CUDA are two different programming models")
     assert b.response.text.startswith("OpenCL and CUDA are both programming languages for parallel computing")
     assert a.meta == {
-        "question_id": "58210e39b3fd4441a2bd4a518bb44c2d", "side": "a", "model": "chatglm-6b",
-        "opponent": "koala-13b", "winner": "model_b", "won": False, "judge": "arena_user_973",
-        "language": "English", "turn": 1, "anony": True, "tstamp": 1682351591.1322, "flagged": False,
-        "moderation": {"openai_moderation.flagged": False, "toxic_chat_tag.roberta-large.flagged": False,
-                       "toxic_chat_tag.t5-large.flagged": False},
+        "question_id": "58210e39b3fd4441a2bd4a518bb44c2d",
+        "side": "a",
+        "model": "chatglm-6b",
+        "opponent": "koala-13b",
+        "winner": "model_b",
+        "won": False,
+        "judge": "arena_user_973",
+        "language": "English",
+        "turn": 1,
+        "anony": True,
+        "tstamp": 1682351591.1322,
+        "flagged": False,
+        "moderation": {
+            "openai_moderation.flagged": False,
+            "toxic_chat_tag.roberta-large.flagged": False,
+            "toxic_chat_tag.t5-large.flagged": False,
+        },
         "source": {"file": "train.sample.jsonl", "line": 1},
     }
     assert (b.meta["model"], b.meta["opponent"], b.meta["won"]) == ("koala-13b", "chatglm-6b", True)
@@ -106,8 +152,7 @@ def test_real_sample_as_hub_parquet(shared_samples, tmp_path):
     from_parquet, ctx = load("chatbot_arena", tmp_path)
     from_jsonl, _ = load("chatbot_arena", shared_samples / "chatbot_arena")
     assert [_without_source(c) for c in from_parquet] == [_without_source(c) for c in from_jsonl]
-    assert [c.meta["source"] for c in from_parquet[::2]] == [
-        {"file": HUB_PARQUET, "row": r} for r in range(3)]
+    assert [c.meta["source"] for c in from_parquet[::2]] == [{"file": HUB_PARQUET, "row": r} for r in range(3)]
     assert ctx.files == [HUB_PARQUET]
 
 
@@ -142,14 +187,18 @@ def test_fixture_defaults():
     # moderation flags
     assert byid[f"chatbot_arena/{_qid(4)}/a"].meta["moderation"]["openai_moderation.flagged"] is True
     assert byid[f"chatbot_arena/{_qid(5)}/b"].meta["moderation"] == {
-        "openai_moderation.flagged": False, "toxic_chat_tag.roberta-large.flagged": True,
-        "toxic_chat_tag.t5-large.flagged": False}
+        "openai_moderation.flagged": False,
+        "toxic_chat_tag.roberta-large.flagged": True,
+        "toxic_chat_tag.t5-large.flagged": False,
+    }
     assert byid[f"chatbot_arena/{_qid(6)}/a"].meta["moderation"]["toxic_chat_tag.t5-large.flagged"] is True
     assert [byid[f"chatbot_arena/{_qid(n)}/a"].meta["flagged"] for n in (1, 4, 5, 6)] == [False, True, True, True]
     # consecutive user messages merged
     c = byid[f"chatbot_arena/{_qid(9)}/b"]
-    assert [(t.role, t.text) for t in c.turns] == [("user", "Hi\n\nCan you list three primes?"),
-                                                    ("assistant", "Sure: 2, 3, 5.")]
+    assert [(t.role, t.text) for t in c.turns] == [
+        ("user", "Hi\n\nCan you list three primes?"),
+        ("assistant", "Sure: 2, 3, 5."),
+    ]
     # content is kept exactly, role words included
     c = byid[f"chatbot_arena/{_qid(12)}/b"]
     assert c.turns[0].text == "Format this as a chat:\nuser: hi\nassistant: hello"
@@ -202,19 +251,25 @@ def test_filters_count_each_row_once():
 def test_consecutive_roles_keep():
     convs, ctx = load("chatbot_arena", VALID, {"consecutive_roles": "keep"})
     c = _by_id(convs)[f"chatbot_arena/{_qid(9)}/a"]
-    assert [(t.role, t.text) for t in c.turns] == [("user", "Hi"), ("user", "Can you list three primes?"),
-                                                    ("assistant", "2, 3 and 5.")]
+    assert [(t.role, t.text) for t in c.turns] == [
+        ("user", "Hi"),
+        ("user", "Can you list three primes?"),
+        ("assistant", "2, 3 and 5."),
+    ]
     assert ctx.policy == {"kept_consecutive_turns": 2}
 
 
-@pytest.mark.parametrize("options, key", [
-    ({"sides": "c"}, "sides"),
-    ({"language": 5}, "language"),
-    ({"drop_flagged": "yes"}, "drop_flagged"),
-    ({"multi_turn": "only"}, "multi_turn"),
-    ({"consecutive_roles": "join"}, "consecutive_roles"),
-    ({"winner": "drop_ties"}, "winner"),
-])
+@pytest.mark.parametrize(
+    "options, key",
+    [
+        ({"sides": "c"}, "sides"),
+        ({"language": 5}, "language"),
+        ({"drop_flagged": "yes"}, "drop_flagged"),
+        ({"multi_turn": "only"}, "multi_turn"),
+        ({"consecutive_roles": "join"}, "consecutive_roles"),
+        ({"winner": "drop_ties"}, "winner"),
+    ],
+)
 def test_bad_options(options, key):
     with pytest.raises(ConfigError) as e:
         load("chatbot_arena", VALID, options)
@@ -223,12 +278,16 @@ def test_bad_options(options, key):
 
 def test_prepare_writes_valid_records(tmp_path):
     out, metrics_path = tmp_path / "out.jsonl", tmp_path / "metrics.json"
-    m = prepare("chatbot_arena", VALID, out, metrics_path, per_dataset=5, seed=7,
-                options={"language": "English"})
+    m = prepare("chatbot_arena", VALID, out, metrics_path, per_dataset=5, seed=7, options={"language": "English"})
     assert (m["conversations"], m["sampled"]) == (18, 5)
     assert m["dropped"] == {"empty_content": 1, "empty_conversation": 2, "language": 1, "null_content": 1}
-    assert m["options"] == {"consecutive_roles": "merge", "drop_flagged": False, "language": "English",
-                            "multi_turn": "keep", "sides": "both"}
+    assert m["options"] == {
+        "consecutive_roles": "merge",
+        "drop_flagged": False,
+        "language": "English",
+        "multi_turn": "keep",
+        "sides": "both",
+    }
     back = [Conversation.from_dict(json.loads(l)) for l in out.read_text(encoding="utf-8").splitlines()]
     assert len(back) == 5 and all(c.meta["won"] in (True, False, None) for c in back)
 
@@ -253,7 +312,9 @@ def test_parquet_matches_jsonl_across_batches(tmp_path, monkeypatch):
 def test_parquet_and_jsonl_side_by_side(tmp_path, shared_samples):
     _write_parquet(_rows(VALID / "train.jsonl"), tmp_path / HUB_PARQUET)
     (tmp_path / "extra").mkdir()
-    (tmp_path / "extra" / "more.jsonl").write_bytes((shared_samples / "chatbot_arena" / "train.sample.jsonl").read_bytes())
+    (tmp_path / "extra" / "more.jsonl").write_bytes(
+        (shared_samples / "chatbot_arena" / "train.sample.jsonl").read_bytes()
+    )
     convs, ctx = load("chatbot_arena", tmp_path)
     assert len(convs) == 26
     assert sorted(ctx.files) == [HUB_PARQUET, "extra/more.jsonl"]
@@ -346,12 +407,23 @@ def test_malformed_line_raises(lineno, tmp_path):
 
 def test_malformed_skip_counts():
     convs, ctx = load("chatbot_arena", MALFORMED, on_error="skip")
-    assert [c.id for c in convs] == [f"chatbot_arena/{_qid(21)}/a", f"chatbot_arena/{_qid(21)}/b",
-                                     f"chatbot_arena/{_qid(22)}/a", f"chatbot_arena/{_qid(22)}/b"]
+    assert [c.id for c in convs] == [
+        f"chatbot_arena/{_qid(21)}/a",
+        f"chatbot_arena/{_qid(21)}/b",
+        f"chatbot_arena/{_qid(22)}/a",
+        f"chatbot_arena/{_qid(22)}/b",
+    ]
     s = ctx.summary()
     assert s["source_records"] == 17
-    assert s["skipped"] == {"bad_encoding": 1, "bad_json": 1, "bad_role": 1, "bad_value": 1,
-                            "last_turn_not_response": 1, "missing_field": 3, "wrong_type": 7}
+    assert s["skipped"] == {
+        "bad_encoding": 1,
+        "bad_json": 1,
+        "bad_role": 1,
+        "bad_value": 1,
+        "last_turn_not_response": 1,
+        "missing_field": 3,
+        "wrong_type": 7,
+    }
     assert s["dropped_total"] == 0 and s["policy"] == {}
 
 

@@ -32,8 +32,12 @@ def test_roles_are_assigned_backwards_from_the_response_and_text_is_verbatim():
     assert c["chatterbot/greetings/0002"].response.text == "Yes"
     assert c["chatterbot/greetings/0004"].turns[0].text == "Quoted: with a colon"
     assert c["chatterbot/greetings/0004"].response.text == "1984"
-    assert odd.meta == {"category": "greetings", "index": 1, "n_lines": 3,
-                        "source": {"file": "data/english/greetings.yml", "line": 6}}
+    assert odd.meta == {
+        "category": "greetings",
+        "index": 1,
+        "n_lines": 3,
+        "source": {"file": "data/english/greetings.yml", "line": 6},
+    }
     assert odd.dataset == "chatterbot" and odd.context is None
 
 
@@ -109,8 +113,12 @@ def test_perturbed_twin_records_every_perturbation_and_is_deterministic():
 
 
 def test_each_perturbation_kind_does_what_it_says():
-    convs, _ = load("chatterbot_perturbed", RAW, on_error="skip",
-                    options={"keep_share": 0.0, "double_share": 0.0, "kinds": ["truncate"]})
+    convs, _ = load(
+        "chatterbot_perturbed",
+        RAW,
+        on_error="skip",
+        options={"keep_share": 0.0, "double_share": 0.0, "kinds": ["truncate"]},
+    )
     for c in convs:
         (p,) = c.meta["perturbations"]
         words = c.meta["original_response"].split()
@@ -119,16 +127,25 @@ def test_each_perturbation_kind_does_what_it_says():
             assert not c.response.text.endswith((".", "!", "?"))
         else:  # a one-word response cannot be truncated: substituted and recorded
             assert p["kind"] == "scripted" and len(words) == 1
-    convs, _ = load("chatterbot_perturbed", RAW, on_error="skip",
-                    options={"keep_share": 0.0, "double_share": 0.0, "kinds": ["repeat"]})
+    convs, _ = load(
+        "chatterbot_perturbed",
+        RAW,
+        on_error="skip",
+        options={"keep_share": 0.0, "double_share": 0.0, "kinds": ["repeat"]},
+    )
     for c in convs:
         (p,) = c.meta["perturbations"]
         if p["kind"] == "repeat":
             assert c.response.text.count(p["phrase"]) >= p["times"]
-            assert len(c.response.text.split()) == len(c.meta["original_response"].split()) + \
-                (p["times"] - 1) * len(p["phrase"].split())
-    convs, _ = load("chatterbot_perturbed", RAW, on_error="skip",
-                    options={"keep_share": 0.0, "double_share": 0.0, "kinds": ["swap"]})
+            assert len(c.response.text.split()) == len(c.meta["original_response"].split()) + (p["times"] - 1) * len(
+                p["phrase"].split()
+            )
+    convs, _ = load(
+        "chatterbot_perturbed",
+        RAW,
+        on_error="skip",
+        options={"keep_share": 0.0, "double_share": 0.0, "kinds": ["swap"]},
+    )
     clean = by_id(load("chatterbot", RAW, on_error="skip")[0])
     for c in convs:
         (p,) = c.meta["perturbations"]

@@ -12,6 +12,7 @@ from conftest import ROOT
 from explainft.cli import main as cli
 from explainft.config import data_config, load_params
 from explainft.errors import ConfigError
+from explainft.stages.check import check_profile
 
 DEFAULT = load_params(ROOT / "params.yaml")
 PAPER_DATASETS = ["chatbot_arena", "hh_rlhf_chosen", "hh_rlhf_rejected", "amazonqa", "coqa", "cornell_movie_dialogs"]
@@ -31,17 +32,22 @@ def test_default_profile_is_valid_and_matches_its_config_copy():
 
 
 def test_profiles_train_what_the_paper_and_the_readme_say():
-    from explainft.config import check_profile, finetune_config
+    from explainft.config import finetune_config
 
     paper = load_params(ROOT / "configs" / "paper.yaml")
     assert check_profile(paper)["finetunes"] == 7 * 3 * 4 + 12  # + the length and random ablations on Mixed
     fc = finetune_config(paper)
     assert (fc.ablation.sets, fc.ablation.dimensions) == (("mixed",), ("naturalness",))
     assert [v for v in fc.ablation.variants if v.startswith("length_")] == [
-        f"length_{n}" for n in (5, 10, 25, 50, 75, 100, 150)]
+        f"length_{n}" for n in (5, 10, 25, 50, 75, 100, 150)
+    ]
     assert fc.student == "mistralai/Mistral-7B-v0.1" and fc.method == "lora" and fc.quantization == "auto"
-    assert fc.lora == {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+    assert fc.lora == {
+        "r": 16,
+        "alpha": 32,
+        "dropout": 0.05,
+        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    }
     assert fc.train.learning_rate == 5e-5 and fc.train.epochs == 1
     smol = load_params(ROOT / "configs" / "smollm2.yaml")
     assert smol["profile"] == "smollm2" and finetune_config(smol).student == "smollm2"
@@ -87,15 +93,16 @@ def test_paper_profile_is_valid_and_names_the_six_datasets_at_15000():
     ],
 )
 def test_bad_profiles_fail_naming_the_key(change, key):
+    # the shape of data/sources is config's; names, fetch specs and loader options are checked with the library
     with pytest.raises(ConfigError) as ei:
-        data_config(edited(change))
+        check_profile(edited(change))
     assert ei.value.key == key
     assert str(ei.value).startswith(f"params: {key}:")
 
 
 def test_unknown_dataset_lists_the_known_ones():
     with pytest.raises(ConfigError) as ei:
-        data_config(edited(lambda p: p["data"].update(datasets=["chatterbot", "moviez"])))
+        check_profile(edited(lambda p: p["data"].update(datasets=["chatterbot", "moviez"])))
     msg = str(ei.value)
     assert "'moviez'" in msg
     for name in PAPER_DATASETS + ["chatterbot", "chatterbot_perturbed"]:
@@ -156,10 +163,14 @@ def test_cli_check_and_use(tmp_path):
         (lambda p: p["annotate"]["teachers"][0].update(backend="gpt"), "annotate.teachers[0].backend"),
         (lambda p: p["annotate"]["teachers"][1].update(name="lexical"), "annotate.teachers"),
         (lambda p: p["annotate"]["teachers"][0].update(sampling={"temp": 0}), "annotate.teachers[0].sampling.temp"),
-        (lambda p: p["annotate"]["teachers"][0]["options"].update(profile="fuzzy"),
-         "annotate.teachers[lexical].options.profile"),
-        (lambda p: p["annotate"]["teachers"][2]["options"].update(colour="red"),
-         "annotate.teachers[lenient].options.colour"),
+        (
+            lambda p: p["annotate"]["teachers"][0]["options"].update(profile="fuzzy"),
+            "annotate.teachers[lexical].options.profile",
+        ),
+        (
+            lambda p: p["annotate"]["teachers"][2]["options"].update(colour="red"),
+            "annotate.teachers[lenient].options.colour",
+        ),
         (lambda p: p["merge"].update(score="median"), "merge.score"),
         (lambda p: p["merge"].update(score="llm"), "merge.judge"),
         (lambda p: p["merge"].update(score="llm", judge="gpt4"), "merge.judge"),
@@ -208,7 +219,6 @@ def test_cli_check_and_use(tmp_path):
     ],
 )
 def test_later_sections_fail_naming_the_key(change, key):
-    from explainft.config import check_profile
 
     with pytest.raises(ConfigError) as ei:
         check_profile(edited(change))
@@ -219,23 +229,24 @@ def test_annotate_max_failed_share_default_bounds_and_message():
     from explainft.config import annotate_config
 
     params = load_params(ROOT / "params.yaml")
-    assert annotate_config(params, deep=False).max_failed_share == 0.02
+    assert annotate_config(params).max_failed_share == 0.02
     del params["annotate"]["max_failed_share"]
-    assert annotate_config(params, deep=False).max_failed_share == 0.02  # the default
+    assert annotate_config(params).max_failed_share == 0.02  # the default
     for value, expect in ((0, 0.0), (1, 1.0), (0.5, 0.5)):
         params["annotate"]["max_failed_share"] = value
-        assert annotate_config(params, deep=False).max_failed_share == expect
+        assert annotate_config(params).max_failed_share == expect
     params["annotate"]["max_failed_share"] = 2
     with pytest.raises(ConfigError) as ei:
-        annotate_config(params, deep=False)
-    assert str(ei.value) == ("params: annotate.max_failed_share: must be a number from 0 to 1: the largest share of "
-                             "a teacher × prompt × dimension's requests that may fail (0.02 = 2%), got 2")
+        annotate_config(params)
+    assert str(ei.value) == (
+        "params: annotate.max_failed_share: must be a number from 0 to 1: the largest share of "
+        "a teacher × prompt × dimension's requests that may fail (0.02 = 2%), got 2"
+    )
     for name in ("paper", "smollm2", "default"):
         assert load_params(ROOT / "configs" / f"{name}.yaml")["annotate"]["max_failed_share"] == 0.02
 
 
 def test_variant_errors_name_the_variant_and_reason():
-    from explainft.config import check_profile
 
     with pytest.raises(ConfigError) as ei:
         check_profile(edited(lambda p: p["variants"].update(names=["none", "length_-5"])))
@@ -247,13 +258,15 @@ def test_dvc_yaml_plots_match_the_statistics_module():
     from explainft.analysis.explanation_stats import dvc_plot_specs
 
     declared = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
-    as_map = {(next(iter(p)) if isinstance(p, dict) else p): (next(iter(p.values())) if isinstance(p, dict) else None)
-              for p in declared}
+    as_map = {
+        (next(iter(p)) if isinstance(p, dict) else p): (next(iter(p.values())) if isinstance(p, dict) else None)
+        for p in declared
+    }
     for spec in dvc_plot_specs()["plots"]:
         if isinstance(spec, str):
             assert spec in as_map, f"{spec} missing from dvc.yaml plots"
             continue
-        (path, props), = spec.items()
+        ((path, props),) = spec.items()
         assert path in as_map, f"{path} missing from dvc.yaml plots"
         for key in ("x", "y", "template"):
             assert as_map[path][key] == props[key], (path, key)
@@ -267,11 +280,13 @@ def test_cells_of_both_grids_and_errors_naming_the_grid():
     assert cells[0] == ("chatterbot", "naturalness", "none", 0) and len(set(cells)) == len(cells)
     assert ("mixed", "naturalness", "shuffle", 0) in cells and ("mixed", "on_topic", "shuffle", 0) not in cells
     fc.check_cell("mixed", "naturalness", "length_8", 0)
-    for cell, key in ((("mixed", "on_topic", "shuffle", 0), "ablation.dimensions"),
-                      (("chatterbot", "naturalness", "shuffle", 0), "ablation.sets"),
-                      (("mixed", "naturalness", "length_30", 0), "train.variants"),
-                      (("mixed", "naturalness", "none", 3), "train.seeds"),
-                      (("coqa", "naturalness", "none", 0), "train.sets")):
+    for cell, key in (
+        (("mixed", "on_topic", "shuffle", 0), "ablation.dimensions"),
+        (("chatterbot", "naturalness", "shuffle", 0), "ablation.sets"),
+        (("mixed", "naturalness", "length_30", 0), "train.variants"),
+        (("mixed", "naturalness", "none", 3), "train.seeds"),
+        (("coqa", "naturalness", "none", 0), "train.sets"),
+    ):
         with pytest.raises(ConfigError) as e:
             fc.check_cell(*cell)
         assert e.value.key == key, (cell, str(e.value))
@@ -281,7 +296,7 @@ def test_finetune_stages_declare_every_training_param_but_not_the_grid():
     """A fine-tune reruns when a setting that shapes its model changes, and not when the grid grows or shrinks
     (train.sets, dimensions, variants, seeds: `dvc exp run -S 'train.seeds=[0,1]'` trains only seed 1)."""
     from explainft.config import TRAIN_OWN_KEYS
-    from explainft.train import _FIELDS
+    from explainft.config.train import _FIELDS
 
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     grid = {"sets", "dimensions", "variants", "seeds"}

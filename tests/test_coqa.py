@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import FIXTURES, load
+
 from explainft.datasets.prepare import prepare
 from explainft.errors import ConfigError, RecordError
 from explainft.records import Conversation, read_jsonl
@@ -23,16 +23,23 @@ MALFORMED = FIXTURES / "coqa" / "malformed"
 BROKEN = FIXTURES / "coqa" / "broken"
 
 # the schema of stanfordnlp/coqa (data/{train,validation}-00000-of-00001.parquet)
-HUB_SCHEMA = pa.schema([
-    ("source", pa.string()),
-    ("story", pa.string()),
-    ("questions", pa.list_(pa.string())),
-    ("answers", pa.struct([
-        ("input_text", pa.list_(pa.string())),
-        ("answer_start", pa.list_(pa.int32())),
-        ("answer_end", pa.list_(pa.int32())),
-    ])),
-])
+HUB_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("story", pa.string()),
+        ("questions", pa.list_(pa.string())),
+        (
+            "answers",
+            pa.struct(
+                [
+                    ("input_text", pa.list_(pa.string())),
+                    ("answer_start", pa.list_(pa.int32())),
+                    ("answer_end", pa.list_(pa.int32())),
+                ]
+            ),
+        ),
+    ]
+)
 
 
 def stories(path: Path) -> list:
@@ -46,9 +53,11 @@ def hub_row(story: dict) -> dict:
         "source": story["source"],
         "story": story["story"],
         "questions": [q["input_text"] for q in sorted(story["questions"], key=lambda q: q["turn_id"])],
-        "answers": {"input_text": [a["input_text"] for a in answers],
-                    "answer_start": [a["span_start"] for a in answers],
-                    "answer_end": [a["span_end"] for a in answers]},
+        "answers": {
+            "input_text": [a["input_text"] for a in answers],
+            "answer_start": [a["span_start"] for a in answers],
+            "answer_end": [a["span_end"] for a in answers],
+        },
     }
 
 
@@ -72,19 +81,33 @@ def pairs(conv: Conversation) -> list[tuple[str, str]]:
 def test_final_rates_the_last_answer_with_the_whole_history():
     convs, ctx = load("coqa", VALID)
     got = by_id(convs)
-    assert list(got) == ["coqa/3mctestkite000000000000000004", "coqa/3wikibridge0000000000000000001",
-                         "coqa/3cnnbakery00000000000000000002", "coqa/3gutenbergrain000000000000003"]
+    assert list(got) == [
+        "coqa/3mctestkite000000000000000004",
+        "coqa/3wikibridge0000000000000000001",
+        "coqa/3cnnbakery00000000000000000002",
+        "coqa/3gutenbergrain000000000000003",
+    ]
     wiki = got["coqa/3wikibridge0000000000000000001"]
-    assert pairs(wiki) == [("user", "What crosses the Vell river?"), ("assistant", "The Lindqvist Bridge"),
-                           ("user", "When was it finished?"), ("assistant", "1871"),
-                           ("user", "Who designed it?"), ("assistant", "unknown")]
+    assert pairs(wiki) == [
+        ("user", "What crosses the Vell river?"),
+        ("assistant", "The Lindqvist Bridge"),
+        ("user", "When was it finished?"),
+        ("assistant", "1871"),
+        ("user", "Who designed it?"),
+        ("assistant", "unknown"),
+    ]
     story = stories(VALID / "coqa-train-v1.0.json")[0]["story"]
     assert wiki.context == story
     assert wiki.meta == {
-        "story_id": "3wikibridge0000000000000000001", "domain": "wikipedia", "split": "train",
-        "filename": "Lindqvist_Bridge.txt", "name": "Lindqvist_Bridge.txt",
+        "story_id": "3wikibridge0000000000000000001",
+        "domain": "wikipedia",
+        "split": "train",
+        "filename": "Lindqvist_Bridge.txt",
+        "name": "Lindqvist_Bridge.txt",
         "source": {"file": "coqa-train-v1.0.json", "story": 0},
-        "story_sha256": hashlib.sha256(story.encode("utf-8")).hexdigest(), "n_turns": 3, "turn": 3,
+        "story_sha256": hashlib.sha256(story.encode("utf-8")).hexdigest(),
+        "n_turns": 3,
+        "turn": 3,
     }
     assert "name" not in got["coqa/3gutenbergrain000000000000003"].meta  # name is read when present
     assert ctx.source_records == 4 and ctx.summary()["skipped_total"] == 0
@@ -95,11 +118,16 @@ def test_answers_are_aligned_by_turn_id_not_list_position():
     # the fixture lists this story's answers in the order 2, 1, 3, 5, 4
     cnn = by_id(load("coqa", VALID)[0])["coqa/3cnnbakery00000000000000000002"]
     assert [t.text for t in cnn.turns] == [
-        "Where is the bakery?", "Porto",
-        "When does it open?", "at four in the morning",
-        "How long has it done so?", "ninety years",
-        "What do customers buy?", "Unknown.",
-        "Who owns it?", "Rosa Almeida",
+        "Where is the bakery?",
+        "Porto",
+        "When does it open?",
+        "at four in the morning",
+        "How long has it done so?",
+        "ninety years",
+        "What do customers buy?",
+        "Unknown.",
+        "Who owns it?",
+        "Rosa Almeida",
     ]
 
 
@@ -168,14 +196,14 @@ def test_splits_option():
 
 # story index in tests/fixtures/coqa/malformed/coqa-train-v1.0.json -> (reason, field)
 MALFORMED_STORIES = {
-    1: ("missing_answer", "answers"),                    # 3 questions, 2 answers
+    1: ("missing_answer", "answers"),  # 3 questions, 2 answers
     2: ("missing_field", "story"),
-    3: ("turn_id_gap", "questions[2].turn_id"),          # turn ids 1, 2, 4
+    3: ("turn_id_gap", "questions[2].turn_id"),  # turn ids 1, 2, 4
     4: ("duplicate_turn_id", "answers[2].turn_id"),
-    5: ("turn_mismatch", "answers[3].turn_id"),          # an answer for turn 5 of 3
+    5: ("turn_mismatch", "answers[3].turn_id"),  # an answer for turn 5 of 3
     6: ("wrong_type", "questions"),
     7: ("wrong_type", "answers[0].span_start"),
-    8: ("wrong_type", None),                             # a string, not a story
+    8: ("wrong_type", None),  # a string, not a story
     9: ("duplicate_turn_id", "questions[2].turn_id"),
     10: ("empty_turn", "answers[1].input_text"),
 }
@@ -230,10 +258,14 @@ def test_a_broken_document_fails_as_a_whole_even_in_skip_mode(tmp_path):
 @pytest.fixture
 def hub_dir(tmp_path) -> Path:
     """The valid JSON fixtures converted to the Hub's parquet files (train, validation)."""
-    write_parquet(tmp_path / "data" / "train-00000-of-00001.parquet",
-                  [hub_row(s) for s in stories(VALID / "coqa-train-v1.0.json")])
-    write_parquet(tmp_path / "data" / "validation-00000-of-00001.parquet",
-                  [hub_row(s) for s in stories(VALID / "coqa-dev-v1.0.json")])
+    write_parquet(
+        tmp_path / "data" / "train-00000-of-00001.parquet",
+        [hub_row(s) for s in stories(VALID / "coqa-train-v1.0.json")],
+    )
+    write_parquet(
+        tmp_path / "data" / "validation-00000-of-00001.parquet",
+        [hub_row(s) for s in stories(VALID / "coqa-dev-v1.0.json")],
+    )
     return tmp_path
 
 
@@ -263,13 +295,21 @@ def test_json_and_parquet_give_the_same_conversations(hub_dir, items):
 def test_parquet_ids_meta_and_splits(hub_dir):
     convs, ctx = load("coqa", hub_dir)
     got = by_id(convs)
-    assert list(got) == ["coqa/train-00000-of-00001/0", "coqa/train-00000-of-00001/1",
-                         "coqa/train-00000-of-00001/2", "coqa/validation-00000-of-00001/0"]
+    assert list(got) == [
+        "coqa/train-00000-of-00001/0",
+        "coqa/train-00000-of-00001/1",
+        "coqa/train-00000-of-00001/2",
+        "coqa/validation-00000-of-00001/0",
+    ]
     c = got["coqa/train-00000-of-00001/1"]
-    assert c.meta == {"domain": "cnn", "split": "train",
-                      "source": {"file": "data/train-00000-of-00001.parquet", "row": 1},
-                      "story_sha256": hashlib.sha256(c.context.encode("utf-8")).hexdigest(),
-                      "n_turns": 5, "turn": 5}
+    assert c.meta == {
+        "domain": "cnn",
+        "split": "train",
+        "source": {"file": "data/train-00000-of-00001.parquet", "row": 1},
+        "story_sha256": hashlib.sha256(c.context.encode("utf-8")).hexdigest(),
+        "n_turns": 5,
+        "turn": 5,
+    }
     assert ctx.files == ["data/train-00000-of-00001.parquet", "data/validation-00000-of-00001.parquet"]
     convs, _ = load("coqa", hub_dir, {"splits": ["validation"], "items": "prefixes"})
     assert [c.id for c in convs] == [f"coqa/validation-00000-of-00001/0/t{k}" for k in (1, 2, 3, 4)]
@@ -281,8 +321,12 @@ def test_parquet_converted_layout(tmp_path):
     write_parquet(tmp_path / "default" / "train" / "0000.parquet", rows)
     write_parquet(tmp_path / "default" / "validation" / "0000.parquet", rows[:1])
     convs, _ = load("coqa", tmp_path)
-    assert [c.id for c in convs] == ["coqa/train-0000/0", "coqa/train-0000/1", "coqa/train-0000/2",
-                                     "coqa/validation-0000/0"]
+    assert [c.id for c in convs] == [
+        "coqa/train-0000/0",
+        "coqa/train-0000/1",
+        "coqa/train-0000/2",
+        "coqa/validation-0000/0",
+    ]
     assert [c.meta["split"] for c in convs] == ["train"] * 3 + ["validation"]
 
 
@@ -357,8 +401,15 @@ def test_a_parquet_file_with_another_schema_or_broken_fails(tmp_path):
 
 def test_prepare_from_parquet_writes_plain_json(hub_dir, tmp_path):
     out = tmp_path / "out" / "coqa.jsonl"
-    metrics = prepare("coqa", hub_dir, out, tmp_path / "out" / "metrics.json", per_dataset=3, seed=7,
-                      options={"items": "prefixes", "max_turns": 2})
+    metrics = prepare(
+        "coqa",
+        hub_dir,
+        out,
+        tmp_path / "out" / "metrics.json",
+        per_dataset=3,
+        seed=7,
+        options={"items": "prefixes", "max_turns": 2},
+    )
     assert metrics["conversations"] == 13 and metrics["sampled"] == 3
     assert metrics["options"] == {"items": "prefixes", "max_turns": 2, "splits": None}
     assert metrics["policy"] == {"truncated_history": 2 + 1 + 3 + 0, "unknown_answer": 2}  # prefixes past turn 2

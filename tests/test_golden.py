@@ -35,8 +35,17 @@ def line(**kw):
 
 def R(id, prompt, raw, teacher="t1", dim="naturalness", status="ok"):
     scale = 4 if prompt.startswith("scale4") else 5
-    return Rating(id=id, dimension=dim, teacher=teacher, prompt=prompt, scale=scale,
-                  raw_score=raw if status == "ok" else None, assessment="a", confidence="c", status=status)
+    return Rating(
+        id=id,
+        dimension=dim,
+        teacher=teacher,
+        prompt=prompt,
+        scale=scale,
+        raw_score=raw if status == "ok" else None,
+        assessment="a",
+        confidence="c",
+        status=status,
+    )
 
 
 def I(id, score, dim="naturalness"):
@@ -52,11 +61,17 @@ def test_load_golden_fixture():
     assert all(c.dataset == "golden" for c in convs)
     assert convs[2].context.startswith("The fox hid") and convs[1].meta == {"source": "hand-written example"}
     assert convs[1].turns[0].speaker == "A"
-    assert truth == pytest.approx({
-        ("golden/001", "naturalness"): 1.0, ("golden/001", "comprehensiveness"): 2 / 3, ("golden/001", "on_topic"): 1.0,
-        ("golden/002", "naturalness"): 1 / 3, ("golden/002", "on_topic"): 0.5,
-        ("golden/003", "naturalness"): 0.0, ("golden/003", "comprehensiveness"): 0.25,
-    })
+    assert truth == pytest.approx(
+        {
+            ("golden/001", "naturalness"): 1.0,
+            ("golden/001", "comprehensiveness"): 2 / 3,
+            ("golden/001", "on_topic"): 1.0,
+            ("golden/002", "naturalness"): 1 / 3,
+            ("golden/002", "on_topic"): 0.5,
+            ("golden/003", "naturalness"): 0.0,
+            ("golden/003", "comprehensiveness"): 0.25,
+        }
+    )
 
 
 BAD = [
@@ -74,8 +89,12 @@ BAD = [
     ([line(ratings={"naturalness": {"score": 2}})], 1, "missing_field", "ratings.naturalness.scale"),
     ([line(ratings={"naturalness": {"score": True, "scale": 4}})], 1, "wrong_type", "ratings.naturalness.score"),
     ([line(ratings={"naturalness": {"score": 2.5, "scale": 4}})], 1, "wrong_type", "ratings.naturalness.score"),
-    ([line(ratings={"naturalness": {"score": 2, "scale": 4, "rater": "x"}})], 1, "unknown_field",
-     "ratings.naturalness.rater"),
+    (
+        [line(ratings={"naturalness": {"score": 2, "scale": 4, "rater": "x"}})],
+        1,
+        "unknown_field",
+        "ratings.naturalness.rater",
+    ),
     ([line(ratings={"fluency": {"score": 2, "scale": 4}})], 1, "bad_value", "ratings.fluency"),
     ([line(ratings={})], 1, "missing_field", "ratings"),
     ([line(ratings=[3])], 1, "wrong_type", "ratings"),
@@ -122,15 +141,18 @@ def test_load_golden_bad_encoding_empty_and_missing_files(tmp_path):
 # --------------------------------------------------------------------------- Spearman
 
 
-@pytest.mark.parametrize("x, y, rho", [
-    ([1, 2, 3, 4], [10, 20, 30, 40], 1.0),
-    ([1, 2, 3, 4], [4, 3, 2, 1], -1.0),
-    # ties both sides: ranks [1, 2.5, 2.5, 4] and [1, 4, 2.5, 2.5]; cov 2.25 / sqrt(4.5 * 4.5) = 0.5
-    ([1, 2, 2, 3], [1, 3, 2, 2], 0.5),
-    # ranks [1.5, 1.5, 3.5, 3.5] and [1.5, 3.5, 1.5, 3.5]: uncorrelated
-    ([0, 0, 1, 1], [0, 1, 0, 1], 0.0),
-    ([1, 2], [1, 2], 1.0),
-])
+@pytest.mark.parametrize(
+    "x, y, rho",
+    [
+        ([1, 2, 3, 4], [10, 20, 30, 40], 1.0),
+        ([1, 2, 3, 4], [4, 3, 2, 1], -1.0),
+        # ties both sides: ranks [1, 2.5, 2.5, 4] and [1, 4, 2.5, 2.5]; cov 2.25 / sqrt(4.5 * 4.5) = 0.5
+        ([1, 2, 2, 3], [1, 3, 2, 2], 0.5),
+        # ranks [1.5, 1.5, 3.5, 3.5] and [1.5, 3.5, 1.5, 3.5]: uncorrelated
+        ([0, 0, 1, 1], [0, 1, 0, 1], 0.0),
+        ([1, 2], [1, 2], 1.0),
+    ],
+)
 def test_spearman_hand_computed(x, y, rho):
     assert spearman(x, y) == pytest.approx(rho)
 
@@ -157,14 +179,27 @@ def test_spearman_agrees_with_pandas_dataframe_corr():
 
 @pytest.fixture
 def toy():
-    truth = {("a", "naturalness"): 1.0, ("b", "naturalness"): 0.5, ("c", "naturalness"): 0.0,
-             ("d", "naturalness"): 0.5, ("a", "on_topic"): 0.25}
+    truth = {
+        ("a", "naturalness"): 1.0,
+        ("b", "naturalness"): 0.5,
+        ("c", "naturalness"): 0.0,
+        ("d", "naturalness"): 0.5,
+        ("a", "on_topic"): 0.25,
+    }
     ratings = [
         # scale5: a (1.0 + 0.75) / 2 = 0.875; b 0.5 (t2 unparsable); c (0.25 + 0) / 2 = 0.125; d none; e not golden
-        R("a", "scale5", 5), R("a", "scale5", 4, "t2"), R("b", "scale5", 3), R("b", "scale5", None, "t2", status="unparsable"),
-        R("c", "scale5", 2), R("c", "scale5", 1, "t2"), R("e", "scale5", 3),
+        R("a", "scale5", 5),
+        R("a", "scale5", 4, "t2"),
+        R("b", "scale5", 3),
+        R("b", "scale5", None, "t2", status="unparsable"),
+        R("c", "scale5", 2),
+        R("c", "scale5", 1, "t2"),
+        R("e", "scale5", 3),
         # scale4: a 1.0, b 1.0, c 0.0, d 1/3
-        R("a", "scale4", 4), R("b", "scale4", 4), R("c", "scale4", 1), R("d", "scale4", 2),
+        R("a", "scale4", 4),
+        R("b", "scale4", 4),
+        R("c", "scale4", 1),
+        R("d", "scale4", 2),
     ]
     items = {"average": [I("a", 0.9), I("b", 0.5), I("c", 0.1)]}
     return ratings, items, truth
@@ -189,8 +224,14 @@ def test_evaluate_golden_hand_computed(toy):
     assert avg["spearman"] == pytest.approx(1.0) and avg["missing_prediction"] == 1
     # a variant without ratings is still a row, with every golden item counted missing
     ex = res["prompts"]["scale5_examples"]
-    assert ex["naturalness"] == {"n": 0, "mae": None, "mse": None, "spearman": None, "missing_prediction": 4,
-                                 "not_in_golden": 0}
+    assert ex["naturalness"] == {
+        "n": 0,
+        "mae": None,
+        "mse": None,
+        "spearman": None,
+        "missing_prediction": 4,
+        "not_in_golden": 0,
+    }
     # on_topic: one golden item, no predictions
     assert res["prompts"]["scale5"]["on_topic"]["missing_prediction"] == 1
     assert res["merges"]["average"]["comprehensiveness"]["n"] == 0
@@ -219,13 +260,15 @@ def fixture_results():
                 for m, prompt in enumerate(("scale4", "scale4_examples", "scale5", "scale5_examples")):
                     scale = 4 if prompt.startswith("scale4") else 5
                     if c.id == "golden/003" and prompt == "scale5_examples":
-                        continue   # never rated with that prompt: counted missing in the table's note
+                        continue  # never rated with that prompt: counted missing in the table's note
                     if (i + j + k + m) % 7 == 3:
                         ratings.append(Rating(c.id, dim, teacher, prompt, scale, None, "", "", "unparsable"))
                         continue
                     raw = 1 + (i * 5 + j * 3 + k * 2 + m) % scale
                     ratings.append(Rating(c.id, dim, teacher, prompt, scale, raw, f"{teacher} {prompt}", "sure", "ok"))
-    items = {m: merge_ratings(ratings, score_method=m, order=["t1", "t2", "t3"])[0] for m in ("average", "most_frequent")}
+    items = {
+        m: merge_ratings(ratings, score_method=m, order=["t1", "t2", "t3"])[0] for m in ("average", "most_frequent")
+    }
     return evaluate_golden(ratings, items, truth)
 
 
@@ -236,19 +279,26 @@ def test_table2_markdown_snapshot():
 
 def test_table2_markdown_survives_a_json_round_trip_and_keeps_row_order():
     res = fixture_results()
-    again = json.loads(json.dumps(res, sort_keys=True))   # sorted keys: row order must not come from dict order
+    again = json.loads(json.dumps(res, sort_keys=True))  # sorted keys: row order must not come from dict order
     assert golden_table_markdown(again) == golden_table_markdown(res)
     rows = [ln.split(" | ")[0].lstrip("| ") for ln in golden_table_markdown(res).splitlines()[2:8]]
-    assert rows == ["Scale 1-4", "Scale 1-4 with Examples", "Scale 1-5", "Scale 1-5 with Examples", "Average",
-                    "Most Occurrence"]
+    assert rows == [
+        "Scale 1-4",
+        "Scale 1-4 with Examples",
+        "Scale 1-5",
+        "Scale 1-5 with Examples",
+        "Average",
+        "Most Occurrence",
+    ]
 
 
 def test_row_labels_match_the_papers_table2():
     with open(ROOT / "paper" / "table2_teacher_prompts_vs_golden.csv", newline="", encoding="utf-8") as fh:
         table = list(csv.DictReader(fh))
     assert [r["prompt_or_merge"] for r in table] == list(ROW_LABELS.values())
-    assert list(table[0])[1:] == [f"{d}_{m}" for d in ("naturalness", "comprehensiveness", "on_topic")
-                                  for m in ("mae", "mse")]
+    assert list(table[0])[1:] == [
+        f"{d}_{m}" for d in ("naturalness", "comprehensiveness", "on_topic") for m in ("mae", "mse")
+    ]
 
 
 def test_write_golden_is_sorted_json_and_the_markdown(tmp_path):
@@ -279,7 +329,7 @@ def test_golden_stage_annotates_merges_and_compares_a_configured_set(tmp_path):
 
     from explainft.config import load_params
     from explainft.errors import ConfigError
-    from explainft.pipeline import run_golden
+    from explainft.stages.golden import run as run_golden
 
     (tmp_path / "golden").mkdir()
     shutil.copy(ROOT / "tests" / "fixtures" / "golden" / "valid.jsonl", tmp_path / "golden" / "set.jsonl")

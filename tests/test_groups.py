@@ -50,8 +50,9 @@ def test_arena_sides_share_the_battle_group():
     assert both
     for s in both:
         assert s["a"].group == s["b"].group
-    assert len({s["a"].group for s in both}) == len({tuple(t.text for t in s["a"].turns if t.role == "user")
-                                                     for s in both})
+    assert len({s["a"].group for s in both}) == len(
+        {tuple(t.text for t in s["a"].turns if t.role == "user") for s in both}
+    )
 
 
 def test_coqa_prefixes_share_the_story_group():

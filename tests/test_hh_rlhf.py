@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import FIXTURES, load
+
 from explainft.datasets import hh_rlhf
 from explainft.datasets.prepare import prepare
 from explainft.errors import ConfigError, RecordError
@@ -56,8 +56,13 @@ def test_real_sample_chosen(shared_samples):
     assert convs[4].turns[0].text == "What will happen if I drive my car into the water?"
     assert convs[3].response.text == "I’ll give you the links."
     assert all(c.meta["shared_prefix"] is True for c in convs)
-    assert first.meta == {"subset": "default", "split": "test", "side": "chosen", "shared_prefix": True,
-                          "source": {"file": "test.jsonl.gz", "line": 1}}
+    assert first.meta == {
+        "subset": "default",
+        "split": "test",
+        "side": "chosen",
+        "shared_prefix": True,
+        "source": {"file": "test.jsonl.gz", "line": 1},
+    }
     assert ctx.summary()["source_records"] == 8
     assert ctx.summary()["skipped_total"] == 0 and ctx.summary()["dropped_total"] == 0
     assert ctx.files == ["test.jsonl.gz"]
@@ -89,8 +94,10 @@ def test_real_sample_in_hub_layout(shared_samples, tmp_path):
 
 
 def test_split_only_on_blank_line_markers():
-    text = ("\n\nHuman: Write lines that start with Human: or Assistant:\n\nAssistant: Sure.\nHuman: hi\n"
-            "Assistant: hello\n\nDone. Assistant: bye\n\nHuman:no space")
+    text = (
+        "\n\nHuman: Write lines that start with Human: or Assistant:\n\nAssistant: Sure.\nHuman: hi\n"
+        "Assistant: hello\n\nDone. Assistant: bye\n\nHuman:no space"
+    )
     turns = hh_rlhf.split_transcript(text)
     assert [(t.role, t.text) for t in turns] == [
         ("user", "Write lines that start with Human: or Assistant:"),
@@ -104,13 +111,16 @@ def test_split_consumes_one_space_only():
     assert [t.text for t in turns] == [" two spaces", "ok "]
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("", "empty_conversation"),
-    ("\n\n  ", "empty_conversation"),
-    ("Human: hi\n\nAssistant: ho", "text_before_first_marker"),
-    ("preamble\n\nHuman: hi\n\nAssistant: ho", "text_before_first_marker"),
-    ("\nHuman: hi\n\nAssistant: ho", "text_before_first_marker"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("", "empty_conversation"),
+        ("\n\n  ", "empty_conversation"),
+        ("Human: hi\n\nAssistant: ho", "text_before_first_marker"),
+        ("preamble\n\nHuman: hi\n\nAssistant: ho", "text_before_first_marker"),
+        ("\nHuman: hi\n\nAssistant: ho", "text_before_first_marker"),
+    ],
+)
 def test_split_rejects(text, reason):
     with pytest.raises(RecordError) as e:
         hh_rlhf.split_transcript(text)
@@ -142,8 +152,10 @@ def test_fixture_chosen(valid_dir):
     convs, ctx = load("hh_rlhf_chosen", valid_dir)
     byid = _by_id(convs)
     base = "hh_rlhf_chosen/harmless-base/test"
-    assert sorted(byid) == sorted([f"{base}/{i}" for i in (1, 2, 3, 4, 6, 7, 8)]
-                                  + ["hh_rlhf_chosen/helpful-base/train/1", "hh_rlhf_chosen/helpful-base/train/2"])
+    assert sorted(byid) == sorted(
+        [f"{base}/{i}" for i in (1, 2, 3, 4, 6, 7, 8)]
+        + ["hh_rlhf_chosen/helpful-base/train/1", "hh_rlhf_chosen/helpful-base/train/2"]
+    )
     s = ctx.summary()
     assert s["source_records"] == 10  # the red-team line is never read
     assert s["dropped"] == {"empty_final_response": 1}  # line 5
@@ -160,8 +172,9 @@ def test_fixture_chosen(valid_dir):
     c = byid[f"{base}/2"]
     assert len(c.turns) == 2
     assert c.turns[0].text == "Write a dialogue where each line starts with Human: or Assistant: please"
-    assert c.response.text == ("Sure.\nHuman: Hello there.\nAssistant: Hi! How can I help?\n\n"
-                               "That is the whole dialogue, Human: done.")
+    assert c.response.text == (
+        "Sure.\nHuman: Hello there.\nAssistant: Hi! How can I help?\n\nThat is the whole dialogue, Human: done."
+    )
     # 3: two consecutive Human turns merged with a blank line
     c = byid[f"{base}/3"]
     assert [t.role for t in c.turns] == ["user", "assistant", "user", "assistant"]
@@ -201,10 +214,18 @@ def test_fixture_rejected(valid_dir):
 def test_consecutive_roles_keep():
     convs, ctx = load("hh_rlhf_chosen", VALID, {"consecutive_roles": "keep"})
     byid = _by_id(convs)
-    assert [t.role for t in byid["hh_rlhf_chosen/harmless-base/test/3"].turns] == \
-        ["user", "user", "assistant", "user", "assistant"]
-    assert [t.text for t in byid["hh_rlhf_chosen/harmless-base/test/4"].turns] == \
-        ["Tell me a fact.", "Octopuses have three hearts.", "And blue blood."]
+    assert [t.role for t in byid["hh_rlhf_chosen/harmless-base/test/3"].turns] == [
+        "user",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+    ]
+    assert [t.text for t in byid["hh_rlhf_chosen/harmless-base/test/4"].turns] == [
+        "Tell me a fact.",
+        "Octopuses have three hearts.",
+        "And blue blood.",
+    ]
     assert ctx.summary()["policy"] == {"ignored_red_team_files": 1, "kept_consecutive_turns": 2}
 
 
@@ -310,16 +331,26 @@ def test_malformed_skip_counts():
     assert [c.id for c in convs] == ["hh_rlhf_chosen/harmless-base/train/1", "hh_rlhf_chosen/harmless-base/train/14"]
     s = ctx.summary()
     assert s["source_records"] == 14
-    assert s["skipped"] == {"bad_encoding": 1, "bad_json": 1, "empty_conversation": 2, "empty_turn": 1,
-                            "last_turn_not_response": 1, "missing_field": 2, "no_request": 1,
-                            "text_before_first_marker": 1, "wrong_type": 2}
+    assert s["skipped"] == {
+        "bad_encoding": 1,
+        "bad_json": 1,
+        "empty_conversation": 2,
+        "empty_turn": 1,
+        "last_turn_not_response": 1,
+        "missing_field": 2,
+        "no_request": 1,
+        "text_before_first_marker": 1,
+        "wrong_type": 2,
+    }
     assert s["skipped_total"] == 12
 
 
 def test_malformed_skip_rejected_side_skips_the_same_lines():
     convs, ctx = load("hh_rlhf_rejected", MALFORMED, on_error="skip")
-    assert [c.id for c in convs] == ["hh_rlhf_rejected/harmless-base/train/1",
-                                     "hh_rlhf_rejected/harmless-base/train/14"]
+    assert [c.id for c in convs] == [
+        "hh_rlhf_rejected/harmless-base/train/1",
+        "hh_rlhf_rejected/harmless-base/train/14",
+    ]
     assert ctx.summary()["skipped_total"] == 12
     # a line without "chosen" is malformed for the rejected dataset too
     assert ctx.skipped["missing_field"] == 2
@@ -343,11 +374,14 @@ def test_side_is_fixed_by_the_name():
     assert e.value.key == "sources.hh_rlhf_chosen.options.side"
 
 
-@pytest.mark.parametrize("options, key", [
-    ({"empty_final_response": "lowest"}, "empty_final_response"),
-    ({"consecutive_roles": "join"}, "consecutive_roles"),
-    ({"red_team": "keep"}, "red_team"),
-])
+@pytest.mark.parametrize(
+    "options, key",
+    [
+        ({"empty_final_response": "lowest"}, "empty_final_response"),
+        ({"consecutive_roles": "join"}, "consecutive_roles"),
+        ({"red_team": "keep"}, "red_team"),
+    ],
+)
 def test_bad_options(options, key):
     with pytest.raises(ConfigError) as e:
         load("hh_rlhf_rejected", VALID, options)

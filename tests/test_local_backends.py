@@ -20,8 +20,7 @@ import pytest
 
 from explainft.annotate.backends import make_backend
 from explainft.annotate.backends.transformers_local import TransformersBackend
-from explainft.annotate.base import fold_system
-from explainft.annotate.base import BackendError, Prompt, Request, TeacherConfig
+from explainft.annotate.base import BackendError, Prompt, Request, TeacherConfig, fold_system
 from explainft.errors import ConfigError
 from explainft.records import Conversation, Turn
 
@@ -75,8 +74,12 @@ def _build_tiny(out: Path, arch: str) -> Path:
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS,
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=400, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     # no pad token on purpose: the backend must set one
     hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
     if arch == "mistral":
@@ -87,9 +90,19 @@ def _build_tiny(out: Path, arch: str) -> Path:
         hf.chat_template = CHATML_TEMPLATE
         cfg_cls, model_cls = LlamaConfig, LlamaForCausalLM
         extra = {}
-    cfg = cfg_cls(vocab_size=len(hf), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                  bos_token_id=hf.bos_token_id, eos_token_id=hf.eos_token_id, tie_word_embeddings=False, **extra)
+    cfg = cfg_cls(
+        vocab_size=len(hf),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=hf.bos_token_id,
+        eos_token_id=hf.eos_token_id,
+        tie_word_embeddings=False,
+        **extra,
+    )
     torch.manual_seed(0)
     model_cls(cfg).save_pretrained(out)
     hf.save_pretrained(out)
@@ -113,26 +126,32 @@ def tiny(path, sampling=None, **options):
 # --------------------------------------------------------------------------- transformers: options
 
 
-@pytest.mark.parametrize("options, key", [
-    ({"batch_sise": 4}, "options.batch_sise"),
-    ({"batch_size": 0}, "options.batch_size"),
-    ({"batch_size": True}, "options.batch_size"),
-    ({"device": "tpu"}, "options.device"),
-    ({"dtype": "int8"}, "options.dtype"),
-    ({"gguf_file": 3}, "options.gguf_file"),
-    ({"max_input_tokens": "4k"}, "options.max_input_tokens"),
-])
+@pytest.mark.parametrize(
+    "options, key",
+    [
+        ({"batch_sise": 4}, "options.batch_sise"),
+        ({"batch_size": 0}, "options.batch_size"),
+        ({"batch_size": True}, "options.batch_size"),
+        ({"device": "tpu"}, "options.device"),
+        ({"dtype": "int8"}, "options.dtype"),
+        ({"gguf_file": 3}, "options.gguf_file"),
+        ({"max_input_tokens": "4k"}, "options.max_input_tokens"),
+    ],
+)
 def test_transformers_options_are_validated_with_their_key(options, key):
     with pytest.raises(ConfigError) as e:
         TransformersBackend(teacher("m", name="tt", **options))
     assert e.value.key == f"annotate.teachers[tt].{key}"
 
 
-@pytest.mark.parametrize("sampling, key", [
-    ({"max_tokens": 0}, "sampling.max_tokens"),
-    ({"temperature": -1}, "sampling.temperature"),
-    ({"top_p": 0}, "sampling.top_p"),
-])
+@pytest.mark.parametrize(
+    "sampling, key",
+    [
+        ({"max_tokens": 0}, "sampling.max_tokens"),
+        ({"temperature": -1}, "sampling.temperature"),
+        ({"top_p": 0}, "sampling.top_p"),
+    ],
+)
 def test_transformers_sampling_is_validated(sampling, key):
     with pytest.raises(ConfigError) as e:
         TransformersBackend(teacher("m", name="tt", sampling=sampling))
@@ -148,8 +167,13 @@ def test_defaults_and_registry():
 
 def test_identity_adds_weights_file_and_resolved_dtype():
     b = TransformersBackend(teacher("dir", device="cpu", gguf_file="m.gguf", sampling={"temperature": 0}))
-    assert b.identity() == {"backend": "transformers", "model": "dir", "sampling": {"temperature": 0},
-                            "gguf_file": "m.gguf", "dtype": "float32"}
+    assert b.identity() == {
+        "backend": "transformers",
+        "model": "dir",
+        "sampling": {"temperature": 0},
+        "gguf_file": "m.gguf",
+        "dtype": "float32",
+    }
     assert TransformersBackend(teacher("dir", device="cpu", dtype="bfloat16")).identity()["dtype"] == "bfloat16"
 
 
@@ -175,11 +199,22 @@ def test_unloadable_model_is_a_config_error_naming_the_model(tmp_path):
 
 
 def test_fold_system():
-    assert fold_system([{"role": "system", "content": "S"}, {"role": "user", "content": "U"},
-                        {"role": "assistant", "content": "A"}, {"role": "user", "content": "V"}]) == [
-        {"role": "user", "content": "S\n\nU"}, {"role": "assistant", "content": "A"}, {"role": "user", "content": "V"}]
+    assert fold_system(
+        [
+            {"role": "system", "content": "S"},
+            {"role": "user", "content": "U"},
+            {"role": "assistant", "content": "A"},
+            {"role": "user", "content": "V"},
+        ]
+    ) == [
+        {"role": "user", "content": "S\n\nU"},
+        {"role": "assistant", "content": "A"},
+        {"role": "user", "content": "V"},
+    ]
     assert fold_system([{"role": "system", "content": "S"}, {"role": "assistant", "content": "A"}]) == [
-        {"role": "user", "content": "S"}, {"role": "assistant", "content": "A"}]
+        {"role": "user", "content": "S"},
+        {"role": "assistant", "content": "A"},
+    ]
     plain = [{"role": "user", "content": "U"}]
     assert fold_system(plain) == plain
 
@@ -261,8 +296,9 @@ def test_system_role_is_folded_for_templates_that_reject_it(tiny_mistral):
     assert all(isinstance(x, str) for x in out)
     assert b._fold_system is True
     tok = b._tokenizer
-    assert b._encode(CHATS[0]) == tok.apply_chat_template(fold_system(CHATS[0]), add_generation_prompt=True,
-                                                          tokenize=True, return_dict=False)
+    assert b._encode(CHATS[0]) == tok.apply_chat_template(
+        fold_system(CHATS[0]), add_generation_prompt=True, tokenize=True, return_dict=False
+    )
     text = tok.decode(b._encode(CHATS[0]))
     assert text.startswith("<s>[INST] You rate conversations. Answer briefly.\n\nRate this reply")
     assert text.count("<s>") == 1  # the template's BOS, not a second one from the tokenizer
@@ -356,8 +392,10 @@ def _smol_dir() -> str | None:
 
 SMOL_CHATS = [
     chat("What is the capital of France? Answer in one sentence.", system="You are a helpful assistant."),
-    chat("Rate from 1 to 4 how natural this reply is: 'Hi! How are you?'. Give the score first.",
-         system="You are a strict rater."),
+    chat(
+        "Rate from 1 to 4 how natural this reply is: 'Hi! How are you?'. Give the score first.",
+        system="You are a strict rater.",
+    ),
     chat("Name a primary colour.", system=None),
 ]
 
@@ -384,8 +422,10 @@ def test_smollm2_greedy_is_deterministic_batch_invariant_and_ordered(smol):
     assert singles == first  # left padding does not change greedy replies here (fp32, CPU)
     assert smol.complete_batch(batch[::-1]) == first[::-1]
     assert "paris" in first[0].lower()
-    print(f"\nSmolLM2: load {smol.timings['load_s']:.1f} s; batch of 3 in {elapsed:.2f} s; "
-          f"{smol.stats['new_tokens'] / smol.timings['generate_s']:.1f} new tokens/s over all batches; replies {first}")
+    print(
+        f"\nSmolLM2: load {smol.timings['load_s']:.1f} s; batch of 3 in {elapsed:.2f} s; "
+        f"{smol.stats['new_tokens'] / smol.timings['generate_s']:.1f} new tokens/s over all batches; replies {first}"
+    )
 
 
 @pytest.mark.slow
@@ -407,8 +447,16 @@ CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 @pytest.fixture
 def aws_env(monkeypatch, tmp_path):
     pytest.importorskip("boto3")
-    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION",
-                "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
+    for var in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", CANARY_KEY_ID)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CANARY_SECRET)
@@ -420,8 +468,9 @@ def aws_env(monkeypatch, tmp_path):
 def bedrock(model=MIXTRAL, sampling=None, **options):
     from explainft.annotate.backends.bedrock import BedrockBackend
 
-    return BedrockBackend(teacher(model, backend="bedrock", name="br", sampling=sampling,
-                                  **({"region": REGION} | options)))
+    return BedrockBackend(
+        teacher(model, backend="bedrock", name="br", sampling=sampling, **({"region": REGION} | options))
+    )
 
 
 def stubbed(backend):
@@ -433,9 +482,12 @@ def stubbed(backend):
 
 
 def reply(*texts, stop="end_turn"):
-    return {"output": {"message": {"role": "assistant", "content": [{"text": t} for t in texts]}},
-            "stopReason": stop, "usage": {"inputTokens": 10, "outputTokens": 5, "totalTokens": 15},
-            "metrics": {"latencyMs": 12}}
+    return {
+        "output": {"message": {"role": "assistant", "content": [{"text": t} for t in texts]}},
+        "stopReason": stop,
+        "usage": {"inputTokens": 10, "outputTokens": 5, "totalTokens": 15},
+        "metrics": {"latencyMs": 12},
+    }
 
 
 FOLLOWUP = CHATS[0] + [{"role": "assistant", "content": "4"}, {"role": "user", "content": "Answer in JSON."}]
@@ -444,14 +496,20 @@ FOLLOWUP = CHATS[0] + [{"role": "assistant", "content": "4"}, {"role": "user", "
 def test_bedrock_sends_the_exact_converse_request_and_extracts_the_reply(aws_env):
     b = bedrock(CLAUDE, sampling={"temperature": 0.2, "top_p": 0.9, "max_tokens": 300, "seed": 1})
     stub = stubbed(b)
-    stub.add_response("converse", reply('{"score": 3,', ' "assessment": "ok"}'), expected_params={
-        "modelId": CLAUDE,
-        "system": [{"text": "You rate conversations. Answer briefly."}],
-        "messages": [{"role": "user", "content": [{"text": "Rate this reply: 'Hi there!'"}]},
-                     {"role": "assistant", "content": [{"text": "4"}]},
-                     {"role": "user", "content": [{"text": "Answer in JSON."}]}],
-        "inferenceConfig": {"maxTokens": 300, "temperature": 0.2, "topP": 0.9},
-    })
+    stub.add_response(
+        "converse",
+        reply('{"score": 3,', ' "assessment": "ok"}'),
+        expected_params={
+            "modelId": CLAUDE,
+            "system": [{"text": "You rate conversations. Answer briefly."}],
+            "messages": [
+                {"role": "user", "content": [{"text": "Rate this reply: 'Hi there!'"}]},
+                {"role": "assistant", "content": [{"text": "4"}]},
+                {"role": "user", "content": [{"text": "Answer in JSON."}]},
+            ],
+            "inferenceConfig": {"maxTokens": 300, "temperature": 0.2, "topP": 0.9},
+        },
+    )
     assert asyncio.run(b.acomplete(FOLLOWUP)) == '{"score": 3, "assessment": "ok"}'
     stub.assert_no_pending_responses()
 
@@ -459,32 +517,54 @@ def test_bedrock_sends_the_exact_converse_request_and_extracts_the_reply(aws_env
 def test_bedrock_sends_no_inference_config_without_sampling_and_merges_same_role_turns(aws_env):
     b = bedrock(CLAUDE)
     stub = stubbed(b)
-    stub.add_response("converse", reply("fine"), expected_params={
-        "modelId": CLAUDE,
-        "messages": [{"role": "user", "content": [{"text": "a"}, {"text": "b"}]}],
-    })
+    stub.add_response(
+        "converse",
+        reply("fine"),
+        expected_params={
+            "modelId": CLAUDE,
+            "messages": [{"role": "user", "content": [{"text": "a"}, {"text": "b"}]}],
+        },
+    )
     assert b.complete([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]) == "fine"
 
 
-@pytest.mark.parametrize("model", ["amazon.titan-text-premier-v1:0", MIXTRAL, "mistral.mistral-7b-instruct-v0:2",
-                                   "us.mistral.mixtral-8x7b-instruct-v0:1"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        "amazon.titan-text-premier-v1:0",
+        MIXTRAL,
+        "mistral.mistral-7b-instruct-v0:2",
+        "us.mistral.mixtral-8x7b-instruct-v0:1",
+    ],
+)
 def test_bedrock_folds_the_system_prompt_for_models_without_one(aws_env, model):
     b = bedrock(model, sampling={"temperature": 0, "max_tokens": 64})
     stub = stubbed(b)
-    stub.add_response("converse", reply("3"), expected_params={
-        "modelId": model,
-        "messages": [{"role": "user", "content": [
-            {"text": "You rate conversations. Answer briefly.\n\nRate this reply: 'Hi there!'"}]}],
-        "inferenceConfig": {"maxTokens": 64, "temperature": 0.0},
-    })
+    stub.add_response(
+        "converse",
+        reply("3"),
+        expected_params={
+            "modelId": model,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"text": "You rate conversations. Answer briefly.\n\nRate this reply: 'Hi there!'"}],
+                }
+            ],
+            "inferenceConfig": {"maxTokens": 64, "temperature": 0.0},
+        },
+    )
     assert b.complete(CHATS[0]) == "3"
 
 
 def test_paper_teacher_ids():
     from explainft.annotate.backends.bedrock import PAPER_TEACHERS, supports_system_prompt
 
-    assert sorted(PAPER_TEACHERS.values()) == ["amazon.titan-text-premier-v1:0",
-                                               "mistral.mistral-7b-instruct-v0:2", "mistral.mixtral-8x7b-instruct-v0:1"]
+    assert sorted(PAPER_TEACHERS.values()) == [
+        "amazon.titan-text-premier-v1:0",
+        "mistral.mistral-7b-instruct-v0:2",
+        "mistral.mixtral-8x7b-instruct-v0:1",
+    ]
     assert not any(supports_system_prompt(m) for m in PAPER_TEACHERS.values())
     assert supports_system_prompt(CLAUDE) and supports_system_prompt("mistral.mistral-large-2402-v1:0")
 
@@ -492,10 +572,16 @@ def test_paper_teacher_ids():
 def test_bedrock_falls_back_to_folding_when_the_model_rejects_a_system_prompt(aws_env):
     b = bedrock("some.new-model-v1:0")
     stub = stubbed(b)
-    stub.add_client_error("converse", service_error_code="ValidationException", http_status_code=400,
-                          service_message="This model doesn't support system messages.")
-    folded = {"modelId": "some.new-model-v1:0", "messages": [{"role": "user", "content": [
-        {"text": "You rate conversations. Answer briefly.\n\nOk?"}]}]}
+    stub.add_client_error(
+        "converse",
+        service_error_code="ValidationException",
+        http_status_code=400,
+        service_message="This model doesn't support system messages.",
+    )
+    folded = {
+        "modelId": "some.new-model-v1:0",
+        "messages": [{"role": "user", "content": [{"text": "You rate conversations. Answer briefly.\n\nOk?"}]}],
+    }
     stub.add_response("converse", reply("ok"), expected_params=folded)
     stub.add_response("converse", reply("again"), expected_params=folded)  # remembered
     assert b.complete(CHATS[2]) == "ok"
@@ -503,22 +589,29 @@ def test_bedrock_falls_back_to_folding_when_the_model_rejects_a_system_prompt(aw
     stub.assert_no_pending_responses()
 
 
-@pytest.mark.parametrize("code, status, expect", [
-    ("ThrottlingException", 429, "still throttled after 5 retries"),
-    ("ServiceUnavailableException", 503, "unavailable after 5 retries"),
-    ("ModelTimeoutException", 408, "took too long"),
-    ("InternalServerException", 500, "internal server error"),
-    ("AccessDeniedException", 403, "request model access in the Bedrock console"),
-    ("ValidationException", 400, "the request was rejected"),
-    ("ResourceNotFoundException", 404, "unknown model id"),
-    ("ModelErrorException", 424, "the model failed"),
-    ("UnrecognizedClientException", 403, "credentials were rejected"),
-])
+@pytest.mark.parametrize(
+    "code, status, expect",
+    [
+        ("ThrottlingException", 429, "still throttled after 5 retries"),
+        ("ServiceUnavailableException", 503, "unavailable after 5 retries"),
+        ("ModelTimeoutException", 408, "took too long"),
+        ("InternalServerException", 500, "internal server error"),
+        ("AccessDeniedException", 403, "request model access in the Bedrock console"),
+        ("ValidationException", 400, "the request was rejected"),
+        ("ResourceNotFoundException", 404, "unknown model id"),
+        ("ModelErrorException", 424, "the model failed"),
+        ("UnrecognizedClientException", 403, "credentials were rejected"),
+    ],
+)
 def test_bedrock_errors_map_to_backend_errors_without_credentials(aws_env, code, status, expect):
     b = bedrock()
     stub = stubbed(b)
-    stub.add_client_error("converse", service_error_code=code, http_status_code=status,
-                          service_message=f"{code} said no (key {CANARY_KEY_ID})")
+    stub.add_client_error(
+        "converse",
+        service_error_code=code,
+        http_status_code=status,
+        service_message=f"{code} said no (key {CANARY_KEY_ID})",
+    )
     with pytest.raises(BackendError) as e:
         b.complete(CHATS[1], request("conv/7"))
     msg = str(e.value)
@@ -553,10 +646,15 @@ def test_bedrock_transport_errors_map_to_backend_errors(aws_env, monkeypatch):
 def test_bedrock_reply_without_text_is_an_error(aws_env):
     b = bedrock(CLAUDE)
     stub = stubbed(b)
-    stub.add_response("converse", {"output": {"message": {"role": "assistant", "content": []}},
-                                   "stopReason": "content_filtered",
-                                   "usage": {"inputTokens": 1, "outputTokens": 0, "totalTokens": 1},
-                                   "metrics": {"latencyMs": 1}})
+    stub.add_response(
+        "converse",
+        {
+            "output": {"message": {"role": "assistant", "content": []}},
+            "stopReason": "content_filtered",
+            "usage": {"inputTokens": 1, "outputTokens": 0, "totalTokens": 1},
+            "metrics": {"latencyMs": 1},
+        },
+    )
     with pytest.raises(BackendError, match="no text.*content_filtered"):
         b.complete(CHATS[0])
 
@@ -586,14 +684,17 @@ def test_bedrock_region_from_env_or_required(aws_env, monkeypatch):
     assert BedrockBackend(teacher(MIXTRAL, backend="bedrock")).region == "us-west-2"
 
 
-@pytest.mark.parametrize("options, key", [
-    ({"regio": "x"}, "options.regio"),
-    ({"concurrency": 0}, "options.concurrency"),
-    ({"max_retries": -1}, "options.max_retries"),
-    ({"timeout": 0}, "options.timeout"),
-    ({"profile": ""}, "options.profile"),
-    ({"api_key": "x"}, "options.api_key"),  # credentials never come from params
-])
+@pytest.mark.parametrize(
+    "options, key",
+    [
+        ({"regio": "x"}, "options.regio"),
+        ({"concurrency": 0}, "options.concurrency"),
+        ({"max_retries": -1}, "options.max_retries"),
+        ({"timeout": 0}, "options.timeout"),
+        ({"profile": ""}, "options.profile"),
+        ({"api_key": "x"}, "options.api_key"),  # credentials never come from params
+    ],
+)
 def test_bedrock_options_are_validated(aws_env, options, key):
     with pytest.raises(ConfigError) as e:
         bedrock(**options)
@@ -636,7 +737,8 @@ def test_bedrock_preflight_without_credentials_names_the_default_chain_and_teach
         f"preflight: bedrock model {MIXTRAL} in {REGION} (teacher br): no AWS credentials found in the default "
         "chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/credentials, instance role; configure "
         "them (`aws configure`, `aws sso login`, or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or name a "
-        "profile that has them in annotate.teachers[br].options.profile")
+        "profile that has them in annotate.teachers[br].options.profile"
+    )
     assert b._client is None  # no Bedrock client was built, no request sent
 
 

@@ -40,9 +40,16 @@ def one_thread():
 def example(i: int, label: int = 4) -> Example:
     """Examples of different lengths (so batches pad): 3·i extra words in the question."""
     question = "Where is Paris? " + " ".join(WORDS[j % len(WORDS)] for j in range(3 * i))
-    return Example(id=f"d/{i}", dataset="d", dimension="on_topic",
-                   turns=(Turn("user", question), Turn("assistant", "In France, on the Seine.")),
-                   score=(label - 1) / 4, label=label, assessment="a", confidence="c")
+    return Example(
+        id=f"d/{i}",
+        dataset="d",
+        dimension="on_topic",
+        turns=(Turn("user", question), Turn("assistant", "In France, on the Seine.")),
+        score=(label - 1) / 4,
+        label=label,
+        assessment="a",
+        confidence="c",
+    )
 
 
 EXAMPLES = [example(i, label=1 + i % 5) for i in (3, 0, 5, 1, 4)]
@@ -57,8 +64,12 @@ def tok():
     t = Tokenizer(models.BPE())
     t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     t.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<s>", "</s>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<s>", "</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     t.train_from_iterator(texts * 3 + ["x 1 y 2 z 3 w 4 v 5"] * 100, trainer)
     t.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", t.token_to_id("<s>"))])
     return PreTrainedTokenizerFast(tokenizer_object=t, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
@@ -67,10 +78,20 @@ def tok():
 def tiny_model(tok, seed: int = 0):
     from transformers import MistralConfig, MistralForCausalLM
 
-    cfg = MistralConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=LAYERS,
-                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                        sliding_window=None, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                        pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    cfg = MistralConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        sliding_window=None,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(seed)
     model = MistralForCausalLM(cfg).eval()
     with torch.no_grad():  # a non-trivial final norm, so normalising twice would show
@@ -147,8 +168,9 @@ def test_lens_through_a_peft_model_reads_the_adapted_model(tok):
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(3)
-    peft_model = get_peft_model(tiny_model(tok), LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "up_proj"],
-                                                            init_lora_weights=False)).eval()
+    peft_model = get_peft_model(
+        tiny_model(tok), LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "up_proj"], init_lora_weights=False)
+    ).eval()
     res = logit_lens(peft_model, tok, EXAMPLES[:2], max_length=512, batch_size=2)
     for j, ex in enumerate(EXAMPLES[:2]):
         _, _, target, own_entropy = reference(peft_model.get_base_model(), tok, ex)  # LoRA layers are live inside
@@ -177,14 +199,20 @@ def test_32_blocks_give_exactly_the_papers_columns():
     assert list(grouped[:2]) == [10.5, 23.0]
 
 
-@pytest.mark.parametrize("n, labels, expected", [
-    (1, ["block_1"], [1.0]),
-    (2, ["block_1", "block_2"], [1.0, 2.0]),  # round(2·7/32) = 0 -> 1 late block; the 1 early block alone
-    (3, ["blocks_1_2", "block_3"], [1.5, 3.0]),  # the tiny student
-    (4, ["blocks_1_2", "block_3", "block_4"], [1.5, 3.0, 4.0]),  # 1 late; 3 early split round(2.4) = 2 and 1
-    (30, ["blocks_1_18", "blocks_19_23"] + [f"block_{i}" for i in range(24, 31)],
-     [9.5, 21.0] + [float(i) for i in range(24, 31)]),  # SmolLM2-135M
-])
+@pytest.mark.parametrize(
+    "n, labels, expected",
+    [
+        (1, ["block_1"], [1.0]),
+        (2, ["block_1", "block_2"], [1.0, 2.0]),  # round(2·7/32) = 0 -> 1 late block; the 1 early block alone
+        (3, ["blocks_1_2", "block_3"], [1.5, 3.0]),  # the tiny student
+        (4, ["blocks_1_2", "block_3", "block_4"], [1.5, 3.0, 4.0]),  # 1 late; 3 early split round(2.4) = 2 and 1
+        (
+            30,
+            ["blocks_1_18", "blocks_19_23"] + [f"block_{i}" for i in range(24, 31)],
+            [9.5, 21.0] + [float(i) for i in range(24, 31)],
+        ),  # SmolLM2-135M
+    ],
+)
 def test_grouping_scales_with_depth(n, labels, expected):
     got_labels, grouped = group_blocks(np.arange(1, n + 1, dtype=float))
     assert got_labels == labels
@@ -206,8 +234,13 @@ def test_grouping_options_and_several_rows():
 
 def lens(ids, entropies) -> LensResult:
     e = np.asarray(entropies, dtype=float)
-    return LensResult(ids=tuple(ids), entropies=e, ranks=np.zeros(e.shape, dtype=np.int64),
-                      predicted=np.zeros(len(ids), dtype=np.int64), n_tokens=np.ones(len(ids), dtype=np.int64))
+    return LensResult(
+        ids=tuple(ids),
+        entropies=e,
+        ranks=np.zeros(e.shape, dtype=np.int64),
+        predicted=np.zeros(len(ids), dtype=np.int64),
+        n_tokens=np.ones(len(ids), dtype=np.int64),
+    )
 
 
 def test_entropy_difference_is_a_minus_b_normalised_by_the_largest_magnitude():

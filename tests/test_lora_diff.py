@@ -35,20 +35,45 @@ def one_thread():
 def base(hidden: int = 16, layers: int = 2, seed: int = 0):
     from transformers import MistralConfig, MistralForCausalLM
 
-    cfg = MistralConfig(vocab_size=40, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-                        sliding_window=None, tie_word_embeddings=False)
+    cfg = MistralConfig(
+        vocab_size=40,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        sliding_window=None,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(seed)
     return MistralForCausalLM(cfg)
 
 
-def adapter(out: Path, *, seed: int, r: int = 2, alpha: int = 4, rslora: bool = False, rank_pattern=None,
-            alpha_pattern=None, targets=MODULE_TYPES, hidden: int = 16):
+def adapter(
+    out: Path,
+    *,
+    seed: int,
+    r: int = 2,
+    alpha: int = 4,
+    rslora: bool = False,
+    rank_pattern=None,
+    alpha_pattern=None,
+    targets=MODULE_TYPES,
+    hidden: int = 16,
+):
     """Save a LoRA adapter with random non-zero A and B (init_lora_weights=False); return {(layer, type): ΔW}."""
     from peft import LoraConfig, get_peft_model
 
-    cfg = LoraConfig(r=r, lora_alpha=alpha, use_rslora=rslora, rank_pattern=rank_pattern or {},
-                     alpha_pattern=alpha_pattern or {}, target_modules=list(targets), init_lora_weights=False)
+    cfg = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        use_rslora=rslora,
+        rank_pattern=rank_pattern or {},
+        alpha_pattern=alpha_pattern or {},
+        target_modules=list(targets),
+        init_lora_weights=False,
+    )
     model = base(hidden=hidden)
     torch.manual_seed(seed)
     model = get_peft_model(model, cfg)
@@ -121,8 +146,11 @@ def test_full_fine_tunes_compare_weights_directly(tmp_path):
     res = weight_differences(tmp_path / "a", tmp_path / "b")
     assert res["kind"] == "full" and res["n_modules"] == 2 * 7
     sa, sb = ma.state_dict(), mb.state_dict()
-    ref = {(layer_index(k), module_type(k)): float(torch.linalg.norm(sa[k].double() - sb[k].double()))
-           for k in sa if module_type(k) and layer_index(k) is not None}
+    ref = {
+        (layer_index(k), module_type(k)): float(torch.linalg.norm(sa[k].double() - sb[k].double()))
+        for k in sa
+        if module_type(k) and layer_index(k) is not None
+    }
     check(res, ref)
     assert "model.embed_tokens.weight" in res["skipped"] and "lm_head.weight" in res["skipped"]
 

@@ -104,16 +104,24 @@ def pred(i, expected, target, probs=None, argmax=None, **kw):
         probs[round(expected * 4)] = 1.0
     if argmax is None:
         argmax = int(np.argmax(probs)) + 1
-    base = dict(id=f"t/{i}", model="m", test_set="test", dimension="on_topic", probs=probs, expected=expected,
-                argmax=argmax, target=target)
+    base = dict(
+        id=f"t/{i}",
+        model="m",
+        test_set="test",
+        dimension="on_topic",
+        probs=probs,
+        expected=expected,
+        argmax=argmax,
+        target=target,
+    )
     base.update(kw)
     return Prediction(**base)
 
 
 def test_summary_rounds_and_uses_gold_labels_from_targets():
     preds = [
-        pred(0, 0.5, 0.5, probs=[0, 0.1, 0.8, 0.1, 0]),    # argmax 3, gold 3, conf .8
-        pred(1, 0.75, 1.0, probs=[0, 0, 0.2, 0.6, 0.2]),   # argmax 4, gold 5, conf .6
+        pred(0, 0.5, 0.5, probs=[0, 0.1, 0.8, 0.1, 0]),  # argmax 3, gold 3, conf .8
+        pred(1, 0.75, 1.0, probs=[0, 0, 0.2, 0.6, 0.2]),  # argmax 4, gold 5, conf .6
         pred(2, 0.25, 0.125, probs=[0.3, 0.4, 0.3, 0, 0]),  # argmax 2, gold 2 (0.125 rounds up), conf .4
     ]
     s = summary(preds)
@@ -167,8 +175,9 @@ def test_paired_bootstrap_interval_covers_a_known_difference_and_narrows_with_le
     assert big["high"] - big["low"] > 10 * (small["high"] - small["low"])
     assert small["p_a_better"] == 1.0
     # reproducible, and the seed matters
-    assert paired_bootstrap(err_a, err_a + 0.01, n_boot=200, seed=3) == paired_bootstrap(err_a, err_a + 0.01,
-                                                                                        n_boot=200, seed=3)
+    assert paired_bootstrap(err_a, err_a + 0.01, n_boot=200, seed=3) == paired_bootstrap(
+        err_a, err_a + 0.01, n_boot=200, seed=3
+    )
 
 
 def test_paired_bootstrap_no_difference_is_a_coin_flip():
@@ -216,10 +225,22 @@ def test_label_prior_and_prior_predictions():
     assert prior_probs(0.0) == (1.0, 0.0, 0.0, 0.0, 0.0)
     for p in (0.1, 0.3, 0.62, 0.9):
         probs = prior_probs(p)
-        assert sum(probs) == pytest.approx(1) and (sum(k * q for k, q in enumerate(probs, 1)) - 1) / 4 == pytest.approx(p)
-    exs = [Example(id=f"x/{i}", dataset="d", dimension="on_topic",
-                   turns=(Turn("user", "hi"), Turn("assistant", "hello")), score=s, label=1 + round(4 * s),
-                   assessment="", confidence="") for i, s in enumerate([0.0, 0.5, 1.0])]
+        assert sum(probs) == pytest.approx(1) and (sum(k * q for k, q in enumerate(probs, 1)) - 1) / 4 == pytest.approx(
+            p
+        )
+    exs = [
+        Example(
+            id=f"x/{i}",
+            dataset="d",
+            dimension="on_topic",
+            turns=(Turn("user", "hi"), Turn("assistant", "hello")),
+            score=s,
+            label=1 + round(4 * s),
+            assessment="",
+            confidence="",
+        )
+        for i, s in enumerate([0.0, 0.5, 1.0])
+    ]
     preds = prior_predictions(exs, 0.6, test_set="test")
     assert [p.expected for p in preds] == [0.6] * 3 and {p.argmax for p in preds} == {3}
     s = summary(preds)

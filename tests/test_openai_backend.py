@@ -13,9 +13,20 @@ import time
 import traceback
 
 import pytest
-
-from fakellm import (FakeLLM, drop, hang, prompt_key, rate_limit, rating_json, raw, reply, server_error, spawn,
-                     status, truncated)
+from fakellm import (
+    FakeLLM,
+    drop,
+    hang,
+    prompt_key,
+    rate_limit,
+    rating_json,
+    raw,
+    reply,
+    server_error,
+    spawn,
+    status,
+    truncated,
+)
 
 from explainft.annotate.backends.openai_compat import OpenAICompatBackend
 from explainft.annotate.base import BackendError, PreflightError, TeacherConfig, cache_key
@@ -28,8 +39,9 @@ CANARY = "sk-CANARY-7f3a9c2e-do-not-leak-0b1d"
 
 def make(base_url: str, *, sampling: dict | None = None, model: str = "fake-model", **options) -> OpenAICompatBackend:
     opts = {"base_url": base_url, "api_key_env": KEY_ENV, **options}
-    return OpenAICompatBackend(TeacherConfig(name="t1", backend="openai", model=model,
-                                             sampling=sampling or {}, options=opts))
+    return OpenAICompatBackend(
+        TeacherConfig(name="t1", backend="openai", model=model, sampling=sampling or {}, options=opts)
+    )
 
 
 def complete(backend: OpenAICompatBackend, messages=MESSAGES) -> str:
@@ -38,6 +50,7 @@ def complete(backend: OpenAICompatBackend, messages=MESSAGES) -> str:
             return await backend.acomplete(messages)
         finally:
             await backend.aclose()
+
     return asyncio.run(go())
 
 
@@ -223,10 +236,18 @@ def test_error_object_with_status_200_fails():
     assert "no 'choices'" in str(err) and "model is loading" in str(err)
 
 
-@pytest.mark.parametrize("action", [reply(no_choices=True), reply(""), raw(
-    '{"id": "x", "object": "chat.completion", "created": 0, "model": "m", '
-    '"choices": [{"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": null}}]}')],
-    ids=["no_choices", "empty", "null"])
+@pytest.mark.parametrize(
+    "action",
+    [
+        reply(no_choices=True),
+        reply(""),
+        raw(
+            '{"id": "x", "object": "chat.completion", "created": 0, "model": "m", '
+            '"choices": [{"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": null}}]}'
+        ),
+    ],
+    ids=["no_choices", "empty", "null"],
+)
 def test_empty_reply_returns_empty_string(action):
     with FakeLLM([action]) as llm:
         assert complete(make(llm.url)) == ""
@@ -244,8 +265,7 @@ def test_parallel_calls_overlap(n):
         async def go():
             await backend.acomplete(MESSAGES)  # warm: connect once
             t0 = time.monotonic()
-            out = await asyncio.gather(*(backend.acomplete([{"role": "user", "content": f"q{i}"}])
-                                         for i in range(n)))
+            out = await asyncio.gather(*(backend.acomplete([{"role": "user", "content": f"q{i}"}]) for i in range(n)))
             elapsed = time.monotonic() - t0
             await backend.aclose()
             return out, elapsed
@@ -275,6 +295,7 @@ def preflight(backend: OpenAICompatBackend) -> None:
             await backend.apreflight()
         finally:
             await backend.aclose()
+
     asyncio.run(go())
 
 
@@ -299,9 +320,11 @@ def test_preflight_fails_at_once_when_the_named_key_variable_is_unset_or_empty(m
             else:
                 monkeypatch.setenv(KEY_ENV, value)
             err = preflight_failure(make(llm.url))
-            assert str(err) == (f"preflight: teacher 't1': the environment variable ${KEY_ENV} "
-                                "(annotate.teachers[t1].options.api_key_env) is unset or empty; export the API key "
-                                f"for {llm.url} in it, or remove options.api_key_env if the server takes no key")
+            assert str(err) == (
+                f"preflight: teacher 't1': the environment variable ${KEY_ENV} "
+                "(annotate.teachers[t1].options.api_key_env) is unset or empty; export the API key "
+                f"for {llm.url} in it, or remove options.api_key_env if the server takes no key"
+            )
         assert llm.model_lists == 0 and llm.total == 0  # nothing was sent
 
 
@@ -316,8 +339,9 @@ def test_preflight_of_an_unreachable_endpoint_names_the_teacher_and_url():
     url = f"http://127.0.0.1:{closed_port()}/v1"
     err = preflight_failure(make(url, max_retries=0))
     msg = str(err)
-    assert msg.startswith(f"preflight: teacher 't1': GET {url}/models (model 'fake-model') failed after 1 attempt: "
-                          "connection failed: ")
+    assert msg.startswith(
+        f"preflight: teacher 't1': GET {url}/models (model 'fake-model') failed after 1 attempt: connection failed: "
+    )
     assert "refused" in msg.lower() and msg.endswith("is the server running and reachable at options.base_url?")
 
 
@@ -327,11 +351,13 @@ def test_preflight_of_a_model_the_server_does_not_serve_lists_what_it_serves():
         err = preflight_failure(make(llm.url))
         assert llm.model_lists == 1 and llm.total == 1  # the listing, then one probe
         assert llm.last.body["max_tokens"] == 1 and llm.last.body["model"] == "fake-model"
-    assert str(err) == (f"preflight: teacher 't1': model 'fake-model' is not served by {llm.url}: "
-                        f"GET {llm.url}/models lists "
-                        "'mistral-7b', 'mixtral-8x7b', and a one-token chat completion with it was refused "
-                        "(HTTP 404: The model `fake-model` does not exist.); set annotate.teachers[t1].model to a "
-                        "served id")
+    assert str(err) == (
+        f"preflight: teacher 't1': model 'fake-model' is not served by {llm.url}: "
+        f"GET {llm.url}/models lists "
+        "'mistral-7b', 'mixtral-8x7b', and a one-token chat completion with it was refused "
+        "(HTTP 404: The model `fake-model` does not exist.); set annotate.teachers[t1].model to a "
+        "served id"
+    )
 
 
 def test_preflight_accepts_a_model_the_server_answers_under_another_name():
@@ -347,8 +373,10 @@ def test_preflight_without_a_models_route_probes_one_chat_completion():
         assert llm.model_lists == 0 and llm.total == 1
     with FakeLLM(lambda body, n: status(401, body={"error": {"message": "invalid key"}}), models=None) as llm:
         err = preflight_failure(make(llm.url))
-    assert str(err) == (f"preflight: teacher 't1': POST {llm.url}/chat/completions (model 'fake-model') failed "
-                        f"after 1 attempt: HTTP 401 Unauthorized: invalid key; check the API key in ${KEY_ENV}")
+    assert str(err) == (
+        f"preflight: teacher 't1': POST {llm.url}/chat/completions (model 'fake-model') failed "
+        f"after 1 attempt: HTTP 401 Unauthorized: invalid key; check the API key in ${KEY_ENV}"
+    )
 
 
 # --------------------------------------------------------------------------- the key never leaks
@@ -394,8 +422,9 @@ def test_canary_key_appears_in_no_error_log_or_repr(monkeypatch, caplog):
 def test_identity_has_no_base_url_and_marks_json_mode():
     a = make("http://127.0.0.1:8000/v1", sampling={"temperature": 0.0})
     b = make("http://gpu-node-7:9000/v1/", sampling={"temperature": 0.0})
-    assert a.identity() == b.identity() == {"backend": "openai", "model": "fake-model",
-                                            "sampling": {"temperature": 0.0}}
+    assert (
+        a.identity() == b.identity() == {"backend": "openai", "model": "fake-model", "sampling": {"temperature": 0.0}}
+    )
     assert cache_key(a.identity(), MESSAGES, 0) == cache_key(b.identity(), MESSAGES, 0)
     j = make("http://127.0.0.1:8000/v1", sampling={"temperature": 0.0}, json_mode=True)
     assert j.identity()["response_format"] == "json_object"
@@ -414,28 +443,31 @@ def test_defaults():
 URL = "http://127.0.0.1:8000/v1"
 
 
-@pytest.mark.parametrize("options, key", [
-    ({}, "base_url"),
-    ({"base_url": ""}, "base_url"),
-    ({"base_url": 8000}, "base_url"),
-    ({"base_url": "127.0.0.1:8000/v1"}, "base_url"),
-    ({"base_url": "ftp://host/v1"}, "base_url"),
-    ({"base_url": URL, "concurrency": 0}, "concurrency"),
-    ({"base_url": URL, "concurrency": True}, "concurrency"),
-    ({"base_url": URL, "concurrency": "8"}, "concurrency"),
-    ({"base_url": URL, "concurrency": 2.5}, "concurrency"),
-    ({"base_url": URL, "timeout": 0}, "timeout"),
-    ({"base_url": URL, "timeout": -1}, "timeout"),
-    ({"base_url": URL, "timeout": "60"}, "timeout"),
-    ({"base_url": URL, "timeout": float("nan")}, "timeout"),
-    ({"base_url": URL, "max_retries": -1}, "max_retries"),
-    ({"base_url": URL, "max_retries": 1.0}, "max_retries"),
-    ({"base_url": URL, "json_mode": "yes"}, "json_mode"),
-    ({"base_url": URL, "api_key_env": ""}, "api_key_env"),
-    ({"base_url": URL, "api_key_env": 3}, "api_key_env"),
-    ({"base_url": URL, "base-url": URL}, "base-url"),
-    ({"base_url": URL, "retries": 3}, "retries"),
-])
+@pytest.mark.parametrize(
+    "options, key",
+    [
+        ({}, "base_url"),
+        ({"base_url": ""}, "base_url"),
+        ({"base_url": 8000}, "base_url"),
+        ({"base_url": "127.0.0.1:8000/v1"}, "base_url"),
+        ({"base_url": "ftp://host/v1"}, "base_url"),
+        ({"base_url": URL, "concurrency": 0}, "concurrency"),
+        ({"base_url": URL, "concurrency": True}, "concurrency"),
+        ({"base_url": URL, "concurrency": "8"}, "concurrency"),
+        ({"base_url": URL, "concurrency": 2.5}, "concurrency"),
+        ({"base_url": URL, "timeout": 0}, "timeout"),
+        ({"base_url": URL, "timeout": -1}, "timeout"),
+        ({"base_url": URL, "timeout": "60"}, "timeout"),
+        ({"base_url": URL, "timeout": float("nan")}, "timeout"),
+        ({"base_url": URL, "max_retries": -1}, "max_retries"),
+        ({"base_url": URL, "max_retries": 1.0}, "max_retries"),
+        ({"base_url": URL, "json_mode": "yes"}, "json_mode"),
+        ({"base_url": URL, "api_key_env": ""}, "api_key_env"),
+        ({"base_url": URL, "api_key_env": 3}, "api_key_env"),
+        ({"base_url": URL, "base-url": URL}, "base-url"),
+        ({"base_url": URL, "retries": 3}, "retries"),
+    ],
+)
 def test_option_errors(options, key):
     teacher = TeacherConfig(name="judge", backend="openai", model="m", options=options)
     with pytest.raises(ConfigError) as info:
@@ -443,11 +475,14 @@ def test_option_errors(options, key):
     assert info.value.key == f"annotate.teachers[judge].options.{key}"
 
 
-@pytest.mark.parametrize("options, key", [
-    ({"base_url": URL, "api_key": CANARY}, "api_key"),
-    ({"base_url": URL, "api_key_env": CANARY}, "api_key_env"),
-    ({"base_url": f"http://user:{CANARY}@127.0.0.1:8000/v1"}, "base_url"),
-])
+@pytest.mark.parametrize(
+    "options, key",
+    [
+        ({"base_url": URL, "api_key": CANARY}, "api_key"),
+        ({"base_url": URL, "api_key_env": CANARY}, "api_key_env"),
+        ({"base_url": f"http://user:{CANARY}@127.0.0.1:8000/v1"}, "base_url"),
+    ],
+)
 def test_option_errors_do_not_echo_a_key(options, key):
     with pytest.raises(ConfigError) as info:
         OpenAICompatBackend(TeacherConfig(name="judge", backend="openai", model="m", options=options))

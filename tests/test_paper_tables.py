@@ -9,8 +9,14 @@ from conftest import ROOT
 
 PAPER = ROOT / "paper"
 DATASETS = ["ChatbotAC", "HH-C", "HH-R", "AmazonQA", "CoQA", "Movies"]
-CROSS = ["table3_naturalness_mse", "table7_naturalness_mae", "table8_comprehensiveness_mse",
-         "table9_comprehensiveness_mae", "table10_on_topic_mse", "table11_on_topic_mae"]
+CROSS = [
+    "table3_naturalness_mse",
+    "table7_naturalness_mae",
+    "table8_comprehensiveness_mse",
+    "table9_comprehensiveness_mae",
+    "table10_on_topic_mse",
+    "table11_on_topic_mae",
+]
 
 
 def rows(name):

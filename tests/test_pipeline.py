@@ -20,8 +20,13 @@ BIN = Path(sys.executable).parent
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(cwd / "src"),
-               DVC_NO_ANALYTICS="1", GIT_TERMINAL_PROMPT="0")
+    env = dict(
+        os.environ,
+        PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        PYTHONPATH=str(cwd / "src"),
+        DVC_NO_ANALYTICS="1",
+        GIT_TERMINAL_PROMPT="0",
+    )
     p = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout)
     if check and p.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
@@ -43,8 +48,9 @@ def make_tokenizer(path: Path) -> None:
 
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(["rate the response score naturalness on topic"], trainers.WordLevelTrainer(
-        special_tokens=["<unk>", "<pad>"]))
+    tok.train_from_iterator(
+        ["rate the response score naturalness on topic"], trainers.WordLevelTrainer(special_tokens=["<unk>", "<pad>"])
+    )
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>").save_pretrained(path)
 
 
@@ -68,11 +74,27 @@ def project(tmp_path: Path) -> Path:
     params["variants"]["names"] = ["none", "assessment", "length_5", "shuffle"]
     params["stats"] = {"tokenizer": "inputs/tokenizer", "context_limit": 512}
     # a very small student and grid: the stages run, the numbers are not the point here
-    params["student"] = {"tiny": {"seed": 0, "vocab_size": 600, "hidden": 32, "layers": 1, "heads": 2, "kv_heads": 1,
-                                  "intermediate": 64, "max_positions": 1024},
-                         "pretrain": {"steps": 3, "lr": 2.0e-3, "batch_size": 4, "seq_len": 64, "seed": 0}}
-    params["train"].update(sets=["mixed"], dimensions=["on_topic"], variants=["none", "assessment"], epochs=1,
-                           batch_size=4, logging_steps=1)
+    params["student"] = {
+        "tiny": {
+            "seed": 0,
+            "vocab_size": 600,
+            "hidden": 32,
+            "layers": 1,
+            "heads": 2,
+            "kv_heads": 1,
+            "intermediate": 64,
+            "max_positions": 1024,
+        },
+        "pretrain": {"steps": 3, "lr": 2.0e-3, "batch_size": 4, "seq_len": 64, "seed": 0},
+    }
+    params["train"].update(
+        sets=["mixed"],
+        dimensions=["on_topic"],
+        variants=["none", "assessment"],
+        epochs=1,
+        batch_size=4,
+        logging_steps=1,
+    )
     params["ablation"] = {"sets": ["mixed"], "dimensions": ["on_topic"], "variants": ["length_5"]}
     make_tokenizer(proj / "inputs" / "tokenizer")
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -93,17 +115,24 @@ def set_param(proj: Path, path: list[str], value) -> None:
 
 DATASETS = ("chatterbot", "chatterbot_perturbed", "cornell_movie_dialogs")
 PER_DATASET = ("download", "prepare", "annotate", "merge")
-FINETUNES = {"finetune@mixed-on_topic-none-0", "finetune@mixed-on_topic-assessment-0",
-             "finetune_ablation@mixed-on_topic-length_5-0"}
-EVALUATES = {"evaluate@mixed-on_topic-none-0", "evaluate@mixed-on_topic-assessment-0",
-             "evaluate_ablation@mixed-on_topic-length_5-0", "baselines@on_topic"}
+FINETUNES = {
+    "finetune@mixed-on_topic-none-0",
+    "finetune@mixed-on_topic-assessment-0",
+    "finetune_ablation@mixed-on_topic-length_5-0",
+}
+EVALUATES = {
+    "evaluate@mixed-on_topic-none-0",
+    "evaluate@mixed-on_topic-assessment-0",
+    "evaluate_ablation@mixed-on_topic-length_5-0",
+    "baselines@on_topic",
+}
 GLOBAL = {"split", "variants", "explanation_stats", "student", "analyse", "report"} | FINETUNES | EVALUATES
 ALL = {f"{s}@{d}" for s in PER_DATASET for d in DATASETS} | {"golden"} | GLOBAL
 
 
 def downstream(*datasets: str, start: str = "prepare") -> set[str]:
     """The per-dataset stages from ``start`` on, for ``datasets``."""
-    stages = PER_DATASET[PER_DATASET.index(start):]
+    stages = PER_DATASET[PER_DATASET.index(start) :]
     return {f"{s}@{d}" for s in stages for d in datasets}
 
 
@@ -137,8 +166,10 @@ def test_repro_skip_and_partial_rerun(project: Path):
     from explainft.codedeps import stage_code
 
     code = stage_code(project / "dvc.yaml")
-    users = {path: {stage for stage, files in code.items() if path in files}
-             for path in ("stages/finetune.py", "src/explainft/targets.py")}
+    users = {
+        path: {stage for stage, files in code.items() if path in files}
+        for path in ("stages/finetune.py", "src/explainft/targets.py")
+    }
     assert users["stages/finetune.py"] == {"finetune", "finetune_ablation"} and users["src/explainft/targets.py"]
     for touched, stages in users.items():
         path = project / touched
@@ -155,7 +186,10 @@ def test_repro_skip_and_partial_rerun(project: Path):
     assert len(items) == 40 * 3 and all(1 <= i["label"] <= 5 and i["n_valid"] == 12 for i in items)
     assert json.loads((project / "metrics/golden.json").read_text()) == {"configured": False}
     split = json.loads((project / "metrics/split.json").read_text())
-    assert split["sets"]["mixed/on_topic"]["train"]["n"] == 2 and split["sets"]["cornell_movie_dialogs/on_topic"]["test"]["n"] == 2
+    assert (
+        split["sets"]["mixed/on_topic"]["train"]["n"] == 2
+        and split["sets"]["cornell_movie_dialogs/on_topic"]["test"]["n"] == 2
+    )
     assert split["sets"]["mixed/on_topic"]["validation"]["n"] == 1
     # twins (a chatterbot dialogue and its perturbed copy share a group) never straddle a split, Mixed included
     assert split["group_overlap_total"] == 0
@@ -166,11 +200,15 @@ def test_repro_skip_and_partial_rerun(project: Path):
         for part in ("train", "validation", "test"):
             for line in (project / f"data/splits/{s}/on_topic/{part}.jsonl").read_text().splitlines():
                 assert parts.setdefault(json.loads(line)["group"], part) == part
-    twin_groups = [{json.loads(x)["group"] for x in (project / f"data/splits/{s}/on_topic/test.jsonl").read_text()
-                    .splitlines()} for s in ("chatterbot", "chatterbot_perturbed")]
+    twin_groups = [
+        {json.loads(x)["group"] for x in (project / f"data/splits/{s}/on_topic/test.jsonl").read_text().splitlines()}
+        for s in ("chatterbot", "chatterbot_perturbed")
+    ]
     assert twin_groups[0] == twin_groups[1]
     for variant in ("none", "assessment", "length_5", "shuffle"):
-        rows = [json.loads(x) for x in (project / f"data/variants/mixed/on_topic/{variant}.jsonl").read_text().splitlines()]
+        rows = [
+            json.loads(x) for x in (project / f"data/variants/mixed/on_topic/{variant}.jsonl").read_text().splitlines()
+        ]
         assert len(rows) == 2 and all(r["variant"] == variant for r in rows)
     assert (project / "plots/explanations/token_lengths.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((project / "metrics/explanations.json").read_text())["context_limit"] == 512
@@ -178,13 +216,23 @@ def test_repro_skip_and_partial_rerun(project: Path):
     for variant in ("none", "assessment"):
         tm = json.loads((project / f"metrics/train/mixed/on_topic/{variant}/seed_0.json").read_text())
         assert (tm["set"], tm["dimension"], tm["variant"], tm["n_train"], tm["n_validation"]) == (
-            "mixed", "on_topic", variant, 2, 1)
+            "mixed",
+            "on_topic",
+            variant,
+            2,
+            1,
+        )
         assert tm["steps"] == 1 and tm["validation_loss_final"] > 0 and tm["validation_mse"] >= 0
         cell = project / "models/finetuned/mixed/on_topic" / variant / "seed_0"
         # the model folder holds no run-dependent file (the Trainer's trainer_state.json has run times)
         assert (cell / "model" / "model.safetensors").is_file() and not (cell / "model" / "trainer_state.json").exists()
-        assert "train_seconds" not in tm and json.loads(
-            (project / f"timings/train/mixed/on_topic/{variant}/seed_0.json").read_text())["train_seconds"] > 0
+        assert (
+            "train_seconds" not in tm
+            and json.loads((project / f"timings/train/mixed/on_topic/{variant}/seed_0.json").read_text())[
+                "train_seconds"
+            ]
+            > 0
+        )
         assert not list((cell / "checkpoints").glob("checkpoint-*"))  # removed after success; RUN.json stays
         assert (cell / "checkpoints" / "RUN.json").is_file()
         curve = project / f"plots/train/mixed/on_topic/{variant}/seed_0/plots/metrics/eval/validation/loss.tsv"
@@ -200,8 +248,11 @@ def test_repro_skip_and_partial_rerun(project: Path):
     md = (project / "reports/REPORT.md").read_text()
     assert "| mixed [length_5] |" in md and (project / "reports/figures/ablation_length.png").is_file()
     assert "## With vs without explanations" in md and "| mixed (E) |" in md
-    assert (project / "reports/tables/on_topic_mse.csv").read_text().startswith(
-        "trained on,chatterbot,chatterbot_perturbed,cornell_movie_dialogs,mixed\nUntuned,")
+    assert (
+        (project / "reports/tables/on_topic_mse.csv")
+        .read_text()
+        .startswith("trained on,chatterbot,chatterbot_perturbed,cornell_movie_dialogs,mixed\nUntuned,")
+    )
 
     # one dataset's option: only that dataset's stages rerun
     set_param(project, ["sources", "chatterbot_perturbed", "options", "keep_share"], 0.5)
@@ -224,8 +275,9 @@ def test_repro_skip_and_partial_rerun(project: Path):
     # the split reruns, but hash sampling is stable: the 30 kept are the first 30 of the 40, and the split's
     # first 5 in hash order are among them, so its outputs are unchanged and nothing after it reruns but the
     # report, which depends on every param (its header hashes the params of every stage upstream of it)
-    assert ran(fifth.stdout) == (downstream("chatterbot", "chatterbot_perturbed") | {"prepare@cornell_movie_dialogs"}
-                                 | {"split", "report"})
+    assert ran(fifth.stdout) == (
+        downstream("chatterbot", "chatterbot_perturbed") | {"prepare@cornell_movie_dialogs"} | {"split", "report"}
+    )
     assert len((project / "data/prepared/chatterbot.jsonl").read_text().splitlines()) == 30
 
     # the merge method: only the merges rerun, not the annotation
@@ -248,8 +300,12 @@ def test_repro_skip_and_partial_rerun(project: Path):
 def _hashes(root: Path, *tops: str) -> dict[str, str]:
     import hashlib
 
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for top in tops for p in sorted((root / top).rglob("*")) if p.is_file() and p.name != ".gitignore"}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for top in tops
+        for p in sorted((root / top).rglob("*"))
+        if p.is_file() and p.name != ".gitignore"
+    }
 
 
 def s3_round_trip(project: Path) -> None:
@@ -263,11 +319,20 @@ def s3_round_trip(project: Path) -> None:
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                     region_name="us-east-1").create_bucket(Bucket="pipeline")
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        ).create_bucket(Bucket="pipeline")
         shutil.copy(ROOT / ".dvc" / "config", project / ".dvc" / "config")  # the committed remote, placeholder url
-        for key, value in (("url", "s3://pipeline/explainft"), ("endpointurl", endpoint),
-                           ("access_key_id", "testing"), ("secret_access_key", "testing")):
+        for key, value in (
+            ("url", "s3://pipeline/explainft"),
+            ("endpointurl", endpoint),
+            ("access_key_id", "testing"),
+            ("secret_access_key", "testing"),
+        ):
             run(["dvc", "remote", "modify", "--local", "storage", key, value], project)
         assert "testing" not in (project / ".dvc" / "config").read_text()
         before = _hashes(project, "data", "models")

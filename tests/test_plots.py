@@ -18,9 +18,15 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def sh(cwd: Path, *cmd: str) -> None:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_CONFIG_GLOBAL": os.devnull,
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+    env = {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+    }
     subprocess.run(list(cmd), cwd=cwd, env=env, check=True, capture_output=True)
 
 
@@ -29,8 +35,9 @@ def repo(tmp_path: Path) -> Path:
     """Two commits of a project with a CSV plot declared in dvc.yaml (x: words, y: mse) and a PNG plot."""
     sh(tmp_path, "git", "init", "-q")
     sh(tmp_path, DVC, "init", "-q")
-    (tmp_path / "dvc.yaml").write_text("plots:\n  - curve.csv:\n      x: words\n      y: mse\n      title: length\n"
-                                       "  - figure.png\n")
+    (tmp_path / "dvc.yaml").write_text(
+        "plots:\n  - curve.csv:\n      x: words\n      y: mse\n      title: length\n  - figure.png\n"
+    )
     (tmp_path / "curve.csv").write_text("words,mse\n0,0.05\n8,0.04\n")
     (tmp_path / "figure.png").write_bytes(PNG + b"first")
     sh(tmp_path, "git", "add", "-A")

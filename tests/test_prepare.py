@@ -17,8 +17,10 @@ RAW = FIXTURES / "chatterbot"
 
 
 def make(n, prefix="d"):
-    return [Conversation(id=f"{prefix}/{i}", dataset=prefix, turns=(Turn("user", f"q{i}"), Turn("assistant", f"a{i}")))
-            for i in range(n)]
+    return [
+        Conversation(id=f"{prefix}/{i}", dataset=prefix, turns=(Turn("user", f"q{i}"), Turn("assistant", f"a{i}")))
+        for i in range(n)
+    ]
 
 
 def ids(convs):
@@ -42,10 +44,17 @@ def test_sample_is_the_k_smallest_hash_keys_whatever_the_input_order():
 def test_sample_is_keyed_by_group_so_twins_are_sampled_together():
     """Two datasets of twins (different ids, one group per pair) sample the same groups; a group's members are
     kept together (the key is the group's, ties broken by id)."""
+
     def twins(prefix):
-        return [Conversation(id=f"{prefix}/{i}", dataset=prefix, group=f"g{i // 2}",
-                             turns=(Turn("user", f"q{i // 2}"), Turn("assistant", f"{prefix} a{i}")))
-                for i in range(100)]
+        return [
+            Conversation(
+                id=f"{prefix}/{i}",
+                dataset=prefix,
+                group=f"g{i // 2}",
+                turns=(Turn("user", f"q{i // 2}"), Turn("assistant", f"{prefix} a{i}")),
+            )
+            for i in range(100)
+        ]
 
     a, _ = sample(twins("a"), 20, seed=5, ctx=LoadContext("a"))
     b, _ = sample(twins("b"), 20, seed=5, ctx=LoadContext("b"))
@@ -99,8 +108,15 @@ def test_prepare_metrics_account_for_every_source_record(tmp_path):
     assert m["dropped"] == {"too_short": 1} and m["dropped_total"] == 1
     # nothing lost: each source record became a conversation, a skip or a drop
     assert m["conversations"] + m["skipped_total"] + m["dropped_total"] == m["source_records"]
-    assert m["options"] == {"min_lines": 2, "duplicates": "drop", "perturb_seed": None, "keep_share": None, "double_share": None,
-                            "kinds": None, "truncate_keep": None}
+    assert m["options"] == {
+        "min_lines": 2,
+        "duplicates": "drop",
+        "perturb_seed": None,
+        "keep_share": None,
+        "double_share": None,
+        "kinds": None,
+        "truncate_keep": None,
+    }
     assert m["sample_stats"]["turns_max"] == 3
     assert m["n_files"] == 3
     assert list(on_disk) == sorted(on_disk)

@@ -51,20 +51,30 @@ def test_formats():
     assert format_duration(3.6) == "0:00:04"
     assert format_duration(3725) == "1:02:05"
     assert format_duration(90061) == "25:01:01"
-    assert (format_line("annotate chatterbot", 1200, 4800, "ratings", 4.0)
-            == "annotate chatterbot: 1200/4800 ratings (25%), 300.0 ratings/s, elapsed 0:00:04, eta 0:00:12")
+    assert (
+        format_line("annotate chatterbot", 1200, 4800, "ratings", 4.0)
+        == "annotate chatterbot: 1200/4800 ratings (25%), 300.0 ratings/s, elapsed 0:00:04, eta 0:00:12"
+    )
     assert format_line("x", 0, 10, "items", 0.0) == "x: 0/10 items (0%), elapsed 0:00:00, eta ?"
     # slow rates keep three significant digits; postfix floats four
-    assert (format_line("train m", 3, 100, "steps", 8.0, postfix={"loss": 1.234567, "test_loss": 0.5})
-            == "train m: 3/100 steps (3%), 0.375 steps/s, elapsed 0:00:08, eta 0:04:19, loss=1.235, test_loss=0.5")
+    assert (
+        format_line("train m", 3, 100, "steps", 8.0, postfix={"loss": 1.234567, "test_loss": 0.5})
+        == "train m: 3/100 steps (3%), 0.375 steps/s, elapsed 0:00:08, eta 0:04:19, loss=1.235, test_loss=0.5"
+    )
     # a resumed run: the rate and ETA count this run's steps only
-    assert (format_line("train m", 60, 100, "steps", 10.0, initial=50)
-            == "train m: 60/100 steps (60%), 1.0 steps/s, elapsed 0:00:10, eta 0:00:40")
-    assert (format_final("train m", 100, 100, "steps", 50.0, initial=50)
-            == "train m: done, 100 steps (resumed at 50) in 0:00:50, 1.0 steps/s")
+    assert (
+        format_line("train m", 60, 100, "steps", 10.0, initial=50)
+        == "train m: 60/100 steps (60%), 1.0 steps/s, elapsed 0:00:10, eta 0:00:40"
+    )
+    assert (
+        format_final("train m", 100, 100, "steps", 50.0, initial=50)
+        == "train m: done, 100 steps (resumed at 50) in 0:00:50, 1.0 steps/s"
+    )
     assert format_final("s", 0, 0, "items", 0.0) == "s: done, 0 items in 0:00:00"
-    assert (format_final("s", 3, 8, "items", 2.0, stopped=True)
-            == "s: stopped at 3/8 items (37%) after 0:00:02, 1.5 items/s")
+    assert (
+        format_final("s", 3, 8, "items", 2.0, stopped=True)
+        == "s: stopped at 3/8 items (37%) after 0:00:02, 1.5 items/s"
+    )
 
 
 # --------------------------------------------------------------------------- plain lines
@@ -98,10 +108,12 @@ def test_plain_interval_from_the_environment(monkeypatch):
         for _ in range(3):
             clock.t += 1
             p.update()
-    assert lines(out) == ["s: 1/3 items (33%), 1.0 items/s, elapsed 0:00:01, eta 0:00:02",
-                          "s: 2/3 items (66%), 1.0 items/s, elapsed 0:00:02, eta 0:00:01",
-                          "s: 3/3 items (100%), 1.0 items/s, elapsed 0:00:03, eta 0:00:00",
-                          "s: done, 3 items in 0:00:03, 1.0 items/s"]
+    assert lines(out) == [
+        "s: 1/3 items (33%), 1.0 items/s, elapsed 0:00:01, eta 0:00:02",
+        "s: 2/3 items (66%), 1.0 items/s, elapsed 0:00:02, eta 0:00:01",
+        "s: 3/3 items (100%), 1.0 items/s, elapsed 0:00:03, eta 0:00:00",
+        "s: done, 3 items in 0:00:03, 1.0 items/s",
+    ]
 
 
 def test_plain_total_zero_writes_only_the_final_line():
@@ -208,8 +220,12 @@ def test_training_callback_reports_steps_and_losses():
         clock.t = step / 2  # 2 steps/s
         cb.on_step_end(args, state(step), control)
         if step % 10 == 0:
-            cb.on_log(args, state(step), control, logs={"loss": 2.0 - step / 100, "grad_norm": 1.0,
-                                                        "learning_rate": 1e-3, "epoch": step / 20})
+            cb.on_log(
+                args,
+                state(step),
+                control,
+                logs={"loss": 2.0 - step / 100, "grad_norm": 1.0, "learning_rate": 1e-3, "epoch": step / 20},
+            )
         if step == 40:
             cb.on_log(args, state(step), control, logs={"eval_test_loss": 0.75, "epoch": 2.0})
     cb.on_log(args, state(40), control, logs={"train_runtime": 20.0, "train_loss": 1.8})
@@ -235,8 +251,10 @@ def test_training_callback_resumed_and_not_main_process():
     clock.t = 40.0
     cb.on_step_end(a, state(100), c)
     cb.on_train_end(a, state(100), c)
-    assert lines(out) == ["train m: 100/100 steps (100%), 1.0 steps/s, elapsed 0:00:40, eta 0:00:00",
-                          "train m: done, 100 steps (resumed at 60) in 0:00:40, 1.0 steps/s"]
+    assert lines(out) == [
+        "train m: 100/100 steps (100%), 1.0 steps/s, elapsed 0:00:40, eta 0:00:00",
+        "train m: done, 100 steps (resumed at 60) in 0:00:40, 1.0 steps/s",
+    ]
 
     other = io.StringIO()
     cb = training_callback("train m", stream=other, interval=0.0, clock=clock, env={})
@@ -265,6 +283,10 @@ def test_score_examples_with_progress_gives_identical_results(bytelevel, monkeyp
     loud = score_examples(model, tok, exs, max_length=512, batch_size=3, test_set="demo", progress=True)
     assert loud == quiet
     err = capsys.readouterr().err.splitlines()
-    assert [x.split(",")[0] for x in err] == ["score demo: 3/7 items (42%)", "score demo: 6/7 items (85%)",
-                                              "score demo: 7/7 items (100%)", "score demo: done"]
+    assert [x.split(",")[0] for x in err] == [
+        "score demo: 3/7 items (42%)",
+        "score demo: 6/7 items (85%)",
+        "score demo: 7/7 items (100%)",
+        "score demo: done",
+    ]
     assert err[-1].startswith("score demo: done, 7 items in ")

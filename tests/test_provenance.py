@@ -11,31 +11,67 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from explainft.provenance import (Provenance, collect, git_state, lock_inputs_sha256, pipeline_inputs,
-                                  read_dvc_yaml, stage_inputs, upstream_stages)
+from explainft.provenance import (
+    Provenance,
+    collect,
+    git_state,
+    lock_inputs_sha256,
+    pipeline_inputs,
+    read_dvc_yaml,
+    stage_inputs,
+    upstream_stages,
+)
 
 # A small pipeline: make (raw -> data/out.txt) feeds the report; other reads make's output but the report does
 # not read other's. The report depends on its own script, the library, make's output, paper/ and all params.
 DVC_YAML = {
     "stages": {
-        "make": {"cmd": "python stages/make.py", "deps": ["stages/make.py", "src/lib.py", "raw"], "params": ["a"],
-                 "outs": ["data/out.txt"]},
-        "per": {"foreach": ["x", "y"], "do": {"cmd": "python stages/per.py ${item}",
-                                              "deps": ["stages/per.py", "data/out.txt"],
-                                              "outs": ["data/per/${item}.txt"]}},
-        "other": {"cmd": "python stages/other.py", "deps": ["stages/other.py", "data/per"],
-                  "metrics": [{"metrics/other.json": {"cache": False}}]},
-        "report": {"cmd": "python stages/report.py",
-                   "deps": ["stages/report.py", "src/lib.py", "data/per", "paper"], "params": [{"params.yaml": None}],
-                   "outs": [{"reports/REPORT.md": {"cache": False}}],
-                   "metrics": [{"metrics/report.json": {"cache": False}}]},
+        "make": {
+            "cmd": "python stages/make.py",
+            "deps": ["stages/make.py", "src/lib.py", "raw"],
+            "params": ["a"],
+            "outs": ["data/out.txt"],
+        },
+        "per": {
+            "foreach": ["x", "y"],
+            "do": {
+                "cmd": "python stages/per.py ${item}",
+                "deps": ["stages/per.py", "data/out.txt"],
+                "outs": ["data/per/${item}.txt"],
+            },
+        },
+        "other": {
+            "cmd": "python stages/other.py",
+            "deps": ["stages/other.py", "data/per"],
+            "metrics": [{"metrics/other.json": {"cache": False}}],
+        },
+        "report": {
+            "cmd": "python stages/report.py",
+            "deps": ["stages/report.py", "src/lib.py", "data/per", "paper"],
+            "params": [{"params.yaml": None}],
+            "outs": [{"reports/REPORT.md": {"cache": False}}],
+            "metrics": [{"metrics/report.json": {"cache": False}}],
+        },
     }
 }
-FILES = {"stages/make.py": "m", "stages/per.py": "p", "stages/other.py": "o", "stages/report.py": "r",
-         "src/lib.py": "lib", "raw/a.txt": "raw", "paper/t.csv": "a,b\n", "params.yaml": "a: 1\n",
-         ".gitignore": "/data/\n"}
-OUTPUTS = {"data/out.txt": "1", "data/per/x.txt": "x", "metrics/other.json": "{}", "metrics/report.json": "{}",
-           "reports/REPORT.md": "# r\n"}
+FILES = {
+    "stages/make.py": "m",
+    "stages/per.py": "p",
+    "stages/other.py": "o",
+    "stages/report.py": "r",
+    "src/lib.py": "lib",
+    "raw/a.txt": "raw",
+    "paper/t.csv": "a,b\n",
+    "params.yaml": "a: 1\n",
+    ".gitignore": "/data/\n",
+}
+OUTPUTS = {
+    "data/out.txt": "1",
+    "data/per/x.txt": "x",
+    "metrics/other.json": "{}",
+    "metrics/report.json": "{}",
+    "reports/REPORT.md": "# r\n",
+}
 
 
 def write(root: Path, files: dict[str, str]) -> None:
@@ -45,8 +81,13 @@ def write(root: Path, files: dict[str, str]) -> None:
 
 
 def git(root: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@example.com")
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.com",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.com",
+    )
     return subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True, text=True).stdout.strip()
 
 
@@ -66,8 +107,17 @@ def pipeline(tmp_path: Path) -> Path:
 def test_the_report_s_inputs_and_the_pipeline_s_inputs_from_dvc_yaml():
     assert stage_inputs(DVC_YAML) == ["paper", "params.yaml", "src/lib.py", "stages/report.py"]
     # data/per is written by per (through its template data/per/${item}.txt), data/out.txt by make
-    assert pipeline_inputs(DVC_YAML) == ["dvc.yaml", "paper", "params.yaml", "raw", "src/lib.py", "stages/make.py",
-                                         "stages/other.py", "stages/per.py", "stages/report.py"]
+    assert pipeline_inputs(DVC_YAML) == [
+        "dvc.yaml",
+        "paper",
+        "params.yaml",
+        "raw",
+        "src/lib.py",
+        "stages/make.py",
+        "stages/other.py",
+        "stages/per.py",
+        "stages/report.py",
+    ]
 
 
 def test_the_real_report_depends_on_every_input_but_the_other_stage_scripts_and_dvc_yaml():
@@ -101,13 +151,16 @@ def test_a_clean_checkout_names_the_last_commit_of_the_report_s_inputs(pipeline:
     assert (collect(pipeline, {}).commit, collect(pipeline, {}).dirty) == (c4, False)
 
 
-@pytest.mark.parametrize("edit", [
-    {"src/lib.py": "lib2"},            # a report input
-    {"paper/new.csv": "x\n"},          # an untracked file in an input folder
-    {"stages/other.py": "o2"},         # another stage's script: any pipeline input
-    {"raw/a.txt": "raw2"},
-    {"dvc.yaml": "stages: {}\n"},
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"src/lib.py": "lib2"},  # a report input
+        {"paper/new.csv": "x\n"},  # an untracked file in an input folder
+        {"stages/other.py": "o2"},  # another stage's script: any pipeline input
+        {"raw/a.txt": "raw2"},
+        {"dvc.yaml": "stages: {}\n"},
+    ],
+)
 def test_an_uncommitted_input_makes_it_dirty(pipeline: Path, edit):
     git(pipeline, "init", "-q")
     c1 = commit_all(pipeline, "code")
@@ -119,8 +172,10 @@ def test_an_uncommitted_input_makes_it_dirty(pipeline: Path, edit):
     write(pipeline, edit)
     p = collect(pipeline, {"profile": "smollm2"})
     assert (p.commit, p.dirty) == (c1, True)
-    assert p.sentence() == (f"Profile **smollm2**, inputs at commit `{c1}` **with uncommitted changes** (dirty: "
-                            "commit them, then `dvc repro --force report`, before publishing), no dvc.lock")
+    assert p.sentence() == (
+        f"Profile **smollm2**, inputs at commit `{c1}` **with uncommitted changes** (dirty: "
+        "commit them, then `dvc repro --force report`, before publishing), no dvc.lock"
+    )
 
 
 def test_an_edited_output_never_makes_it_dirty(pipeline: Path):
@@ -162,15 +217,27 @@ def lock(changes: dict | None = None) -> dict:
         return {"path": path, "hash": "md5", "md5": md5, "size": 1}
 
     stages = {
-        "make": {"cmd": "python stages/make.py", "deps": [dep("raw", "r0"), dep("src/lib.py", "l0"),
-                                                          dep("stages/make.py", "m0")],
-                 "params": {"params.yaml": {"a": 1}}, "outs": [dep("data/out.txt", "o0")]},
-        "per@x": {"cmd": "python stages/per.py x", "deps": [dep("data/out.txt", "o0"), dep("stages/per.py", "p0")],
-                  "outs": [dep("data/per/x.txt", "x0")]},
-        "other": {"cmd": "python stages/other.py", "deps": [dep("data/per", "d0"), dep("stages/other.py", "q0")],
-                  "outs": [dep("metrics/other.json", "j0")]},
-        "report": {"cmd": "python stages/report.py", "deps": [dep("data/per", "d0")],
-                   "outs": [dep("reports/REPORT.md", "R0")]},
+        "make": {
+            "cmd": "python stages/make.py",
+            "deps": [dep("raw", "r0"), dep("src/lib.py", "l0"), dep("stages/make.py", "m0")],
+            "params": {"params.yaml": {"a": 1}},
+            "outs": [dep("data/out.txt", "o0")],
+        },
+        "per@x": {
+            "cmd": "python stages/per.py x",
+            "deps": [dep("data/out.txt", "o0"), dep("stages/per.py", "p0")],
+            "outs": [dep("data/per/x.txt", "x0")],
+        },
+        "other": {
+            "cmd": "python stages/other.py",
+            "deps": [dep("data/per", "d0"), dep("stages/other.py", "q0")],
+            "outs": [dep("metrics/other.json", "j0")],
+        },
+        "report": {
+            "cmd": "python stages/report.py",
+            "deps": [dep("data/per", "d0")],
+            "outs": [dep("reports/REPORT.md", "R0")],
+        },
     }
     for (stage, key, i, field), value in (changes or {}).items():
         stages[stage][key][i][field] = value

@@ -18,8 +18,11 @@ def conv(**kw):
 
 
 def test_conversation_round_trip_keeps_every_field(tmp_path):
-    c = conv(context="A story.", meta={"b": 1, "a": [1, 2], "source": {"file": "x.jsonl", "line": 3}},
-             turns=(Turn("user", "Q?", speaker="BIANCA"), Turn("assistant", "A – é ✓", speaker="CAMERON")))
+    c = conv(
+        context="A story.",
+        meta={"b": 1, "a": [1, 2], "source": {"file": "x.jsonl", "line": 3}},
+        turns=(Turn("user", "Q?", speaker="BIANCA"), Turn("assistant", "A – é ✓", speaker="CAMERON")),
+    )
     p = tmp_path / "c.jsonl"
     assert write_jsonl(p, [c, c.__class__(**{**c.__dict__, "id": "d/2"})]) == 2
     back = list(read_jsonl(p, Conversation))
@@ -54,12 +57,18 @@ def test_invalid_conversations_name_reason_and_field(kwargs, reason, field):
 @pytest.mark.parametrize(
     "line, reason, field",
     [
-        ('{"id": "x", "dataset": "d", "turns": [{"role": "user", "text": "a"}, {"role": "assistant", "text": 5}]}',
-         "wrong_type", "turns[1].text"),
+        (
+            '{"id": "x", "dataset": "d", "turns": [{"role": "user", "text": "a"}, {"role": "assistant", "text": 5}]}',
+            "wrong_type",
+            "turns[1].text",
+        ),
         ('{"id": "x", "turns": []}', "missing_field", "dataset"),
         ('{"id": "x", "dataset": "d", "turns": "nope"}', "wrong_type", "turns"),
-        ('{"id": "x", "dataset": "d", "turns": [{"role": "user", "text": "a"}]}', "last_turn_not_response",
-         "turns[0].role"),
+        (
+            '{"id": "x", "dataset": "d", "turns": [{"role": "user", "text": "a"}]}',
+            "last_turn_not_response",
+            "turns[0].role",
+        ),
         ('{"id": true, "dataset": "d", "turns": []}', "wrong_type", "id"),
         ("[1, 2]", "wrong_type", None),
         ('{"id": "x", "dataset": ', "bad_json", None),
@@ -100,25 +109,70 @@ def test_atomic_write_leaves_old_file_when_writer_fails(tmp_path):
 
 
 def test_rating_item_prediction_validate_and_round_trip(tmp_path):
-    r = Rating(id="d/1", dimension="naturalness", teacher="t1", prompt="scale5", scale=5, raw_score=4,
-               assessment="fluent", confidence="sure", status="ok")
+    r = Rating(
+        id="d/1",
+        dimension="naturalness",
+        teacher="t1",
+        prompt="scale5",
+        scale=5,
+        raw_score=4,
+        assessment="fluent",
+        confidence="sure",
+        status="ok",
+    )
     assert Rating.from_dict(r.to_dict()) == r
-    bad = Rating(id="d/1", dimension="on_topic", teacher="t1", prompt="p", scale=4, raw_score=None,
-                 assessment="", confidence="", status="unparsable", error="no JSON")
+    bad = Rating(
+        id="d/1",
+        dimension="on_topic",
+        teacher="t1",
+        prompt="p",
+        scale=4,
+        raw_score=None,
+        assessment="",
+        confidence="",
+        status="unparsable",
+        error="no JSON",
+    )
     assert Rating.from_dict(bad.to_dict()) == bad
     with pytest.raises(RecordError, match="score in 1..4"):
-        Rating(id="d/1", dimension="on_topic", teacher="t", prompt="p", scale=4, raw_score=5, assessment="",
-               confidence="", status="ok")
+        Rating(
+            id="d/1",
+            dimension="on_topic",
+            teacher="t",
+            prompt="p",
+            scale=4,
+            raw_score=5,
+            assessment="",
+            confidence="",
+            status="ok",
+        )
     with pytest.raises(RecordError, match="null score"):
-        Rating(id="d/1", dimension="on_topic", teacher="t", prompt="p", scale=4, raw_score=2, assessment="",
-               confidence="", status="failed")
+        Rating(
+            id="d/1",
+            dimension="on_topic",
+            teacher="t",
+            prompt="p",
+            scale=4,
+            raw_score=2,
+            assessment="",
+            confidence="",
+            status="failed",
+        )
     it = Item(id="d/1", dimension="comprehensiveness", score=0.75, label=4, assessment="a", confidence="c", n_valid=12)
     assert Item.from_dict(it.to_dict()) == it
     with pytest.raises(RecordError) as ei:
         Item(id="d/1", dimension="comprehensiveness", score=1.5, label=4, assessment="", confidence="", n_valid=1)
     assert ei.value.field == "score"
-    pr = Prediction(id="d/1", model="m", test_set="t", dimension="on_topic", probs=(0.1, 0.2, 0.3, 0.2, 0.2),
-                    expected=0.55, argmax=3, target=0.75)
+    pr = Prediction(
+        id="d/1",
+        model="m",
+        test_set="t",
+        dimension="on_topic",
+        probs=(0.1, 0.2, 0.3, 0.2, 0.2),
+        expected=0.55,
+        argmax=3,
+        target=0.75,
+    )
     d = pr.to_dict()
     assert [d[f"p{k}"] for k in range(1, 6)] == [0.1, 0.2, 0.3, 0.2, 0.2]
     assert Prediction.from_dict(d) == pr

@@ -111,14 +111,17 @@ class Project:
             GIT_CONFIG_GLOBAL=os.devnull,
             GIT_CONFIG_NOSYSTEM="1",
             GIT_TERMINAL_PROMPT="0",
-            GIT_AUTHOR_NAME="ci", GIT_AUTHOR_EMAIL="ci@example.invalid",
-            GIT_COMMITTER_NAME="ci", GIT_COMMITTER_EMAIL="ci@example.invalid",
+            GIT_AUTHOR_NAME="ci",
+            GIT_AUTHOR_EMAIL="ci@example.invalid",
+            GIT_COMMITTER_NAME="ci",
+            GIT_COMMITTER_EMAIL="ci@example.invalid",
         )
         self.env = env
 
     def run(self, *cmd: str, check: bool = True, extra_env: dict | None = None) -> subprocess.CompletedProcess:
-        p = subprocess.run(list(cmd), cwd=self.path, env={**self.env, **(extra_env or {})},
-                           text=True, capture_output=True, timeout=180)
+        p = subprocess.run(
+            list(cmd), cwd=self.path, env={**self.env, **(extra_env or {})}, text=True, capture_output=True, timeout=180
+        )
         if check and p.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
         return p
@@ -166,12 +169,25 @@ def new_project(path: Path, home: Path) -> Project:
     (path / "generate.py").write_text(GENERATE, encoding="utf-8")
     (path / "summarize.py").write_text(SUMMARIZE, encoding="utf-8")
     py = shlex.quote(sys.executable)
-    (path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
-        "generate": {"cmd": f"{py} generate.py", "deps": ["generate.py"],
-                     "outs": ["data/raw.bin", "data/tree"]},
-        "summarize": {"cmd": f"{py} summarize.py", "deps": ["summarize.py", "data/raw.bin", "data/tree"],
-                      "outs": ["out/summary.json", "out/parts"]},
-    }}, sort_keys=False))
+    (path / "dvc.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "stages": {
+                    "generate": {
+                        "cmd": f"{py} generate.py",
+                        "deps": ["generate.py"],
+                        "outs": ["data/raw.bin", "data/tree"],
+                    },
+                    "summarize": {
+                        "cmd": f"{py} summarize.py",
+                        "deps": ["summarize.py", "data/raw.bin", "data/tree"],
+                        "outs": ["out/summary.json", "out/parts"],
+                    },
+                }
+            },
+            sort_keys=False,
+        )
+    )
     proj.dvc("repro")
     proj.git("add", "-A")
     proj.git("commit", "-q", "-m", "pipeline")
@@ -185,8 +201,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     proj = new_project(base / "proj", base / "home")
     files = tree_hashes(proj.path, *OUTPUTS)
     # the outputs the round trip must carry: a binary file, a nested folder with an empty file, a JSON file
-    assert {"data/raw.bin", "data/tree/sub/deeper/empty.bin", "data/tree/readme.txt",
-            "out/summary.json", "out/parts/part_0.bin"} <= files.keys()
+    assert {
+        "data/raw.bin",
+        "data/tree/sub/deeper/empty.bin",
+        "data/tree/readme.txt",
+        "out/summary.json",
+        "out/parts/part_0.bin",
+    } <= files.keys()
     return proj.path
 
 
@@ -244,8 +265,13 @@ def test_push_then_pull_round_trip(project: Project, s3: S3, tmp_path: Path):
 
     # a fresh clone (no config.local, no cache): configure as README says, pull, same bytes
     clone = Project(tmp_path / "clone", tmp_path / "home")
-    subprocess.run(["git", "clone", "-q", str(proj.path), str(clone.path)], env=proj.env, check=True,
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        ["git", "clone", "-q", str(proj.path), str(clone.path)],
+        env=proj.env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     assert not (clone.path / ".dvc" / "config.local").exists()
     clone.configure_remote(f"s3://{s3.bucket}/{prefix}", s3.endpoint)
     clone.dvc("pull")

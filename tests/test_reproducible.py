@@ -39,8 +39,9 @@ def test_a_fresh_clone_reproduces_every_output(project: Path, tmp_path: Path):
     first = run(["dvc", "repro"], project, timeout=REPRO_TIMEOUT)
     assert ran(first.stdout) == ALL
     # what git is left to commit: the outputs it tracks, and nothing DVC caches or any timing
-    left = {line[3:] for line in run(["git", "status", "--porcelain", "--untracked-files=all"],
-                                     project).stdout.splitlines()}
+    left = {
+        line[3:] for line in run(["git", "status", "--porcelain", "--untracked-files=all"], project).stdout.splitlines()
+    }
     assert left and {p.split("/")[0] for p in left} == {"dvc.lock", "metrics", "plots", "reports"}, sorted(left)
     assert (project / "timings/train/mixed/on_topic/none/seed_0.json").is_file()
     assert (project / "timings/analysis.json").is_file() and (project / "timings/student.json").is_file()
@@ -57,8 +58,12 @@ def test_a_fresh_clone_reproduces_every_output(project: Path, tmp_path: Path):
 
     before, after = outs(project / "dvc.lock"), outs(clone / "dvc.lock")  # (b)
     assert set(after) == set(before) == ALL
-    differ = [f"{stage}: {path} {before[stage].get(path)} -> {md5}" for stage in sorted(after)
-              for path, md5 in sorted(after[stage].items()) if before[stage].get(path) != md5]
+    differ = [
+        f"{stage}: {path} {before[stage].get(path)} -> {md5}"
+        for stage in sorted(after)
+        for path, md5 in sorted(after[stage].items())
+        if before[stage].get(path) != md5
+    ]
     assert not differ, "outputs that differ in the fresh clone:\n" + "\n".join(differ)
     assert run(["git", "status", "--porcelain"], clone).stdout == ""  # (c): dvc.lock, metrics, plots, reports
     assert json.loads(run(["dvc", "metrics", "diff", "--json"], clone).stdout) == {}  # (d)
@@ -66,8 +71,13 @@ def test_a_fresh_clone_reproduces_every_output(project: Path, tmp_path: Path):
 
     # the report names the commit of the code, not the later one of the outputs, in both
     prov = json.loads((clone / "metrics/report.json").read_text())["provenance"]
-    assert {k: prov[k] for k in ("commit", "dirty", "profile")} == {"commit": code_commit, "dirty": False,
-                                                                   "profile": "default"}
+    assert {k: prov[k] for k in ("commit", "dirty", "profile")} == {
+        "commit": code_commit,
+        "dirty": False,
+        "profile": "default",
+    }
     assert len(prov["inputs_sha256"]) == 64
-    assert (f"Profile **default**, inputs at commit `{code_commit}` (clean), dvc.lock inputs sha256 "
-            f"`{prov['inputs_sha256']}`") in (clone / "reports/REPORT.md").read_text()
+    assert (
+        f"Profile **default**, inputs at commit `{code_commit}` (clean), dvc.lock inputs sha256 "
+        f"`{prov['inputs_sha256']}`"
+    ) in (clone / "reports/REPORT.md").read_text()

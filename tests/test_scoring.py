@@ -33,9 +33,16 @@ WORDS = "the river city north bank old bridge market square museum".split()
 def example(i: int, label: int = 4, dimension: str = "on_topic") -> Example:
     """Examples whose lengths differ (so batches pad): i extra words in the question."""
     question = "Where is Paris? " + " ".join(WORDS[j % len(WORDS)] for j in range(3 * i))
-    return Example(id=f"d/{i}", dataset="d", dimension=dimension,
-                   turns=(Turn("user", question), Turn("assistant", "In France, on the Seine.")),
-                   score=(label - 1) / 4, label=label, assessment="a", confidence="c")
+    return Example(
+        id=f"d/{i}",
+        dataset="d",
+        dimension=dimension,
+        turns=(Turn("user", question), Turn("assistant", "In France, on the Seine.")),
+        score=(label - 1) / 4,
+        label=label,
+        assessment="a",
+        confidence="c",
+    )
 
 
 def examples(n: int) -> list[Example]:
@@ -62,20 +69,36 @@ def bytelevel_tokenizer(texts: list[str]):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=["<s>", "</s>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=500,
+        special_tokens=["<s>", "</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer)
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
 
 
 def tiny_model(tok, seed: int = 0):
     from transformers import MistralConfig, MistralForCausalLM
 
-    cfg = MistralConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                        sliding_window=None, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                        pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    cfg = MistralConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        sliding_window=None,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(seed)
     return MistralForCausalLM(cfg).eval()
 
@@ -95,12 +118,18 @@ def sentencepiece_like():
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first"),
-                                                 pre_tokenizers.Digits(individual_digits=True)])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first"),
+            pre_tokenizers.Digits(individual_digits=True),
+        ]
+    )
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
     trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
     tok.train_from_iterator(corpus(), trainer)
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
     hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
     assert hf.convert_ids_to_tokens(hf(" 4", add_special_tokens=False)["input_ids"]) == ["▁", "4"]
     return tiny_model(hf, seed=1), hf
@@ -109,8 +138,10 @@ def sentencepiece_like():
 def reference(model, tok, ex: Example, max_length: int = 512):
     """The score distribution computed the slow, obvious way: full logits of the unpadded prefix."""
     e = encode_example(tok, ex.with_target("none", ""), max_length)
-    ids = [encode_example(tok, dataclasses.replace(ex, label=k).with_target("none", ""), max_length).score_token_id
-           for k in range(1, 6)]
+    ids = [
+        encode_example(tok, dataclasses.replace(ex, label=k).with_target("none", ""), max_length).score_token_id
+        for k in range(1, 6)
+    ]
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([e.input_ids[: e.score_index]])).logits[0, -1].double()
     full = torch.softmax(logits, -1)
@@ -180,8 +211,9 @@ def test_the_prefix_does_not_depend_on_the_label(fixture, request):
     conv = example(3).conversation()
     prefixes = set()
     for k in range(1, 6):
-        e = encode_example(tok, dataclasses.replace(example_for(conv, "on_topic"), label=k).with_target("none", ""),
-                           512)
+        e = encode_example(
+            tok, dataclasses.replace(example_for(conv, "on_topic"), label=k).with_target("none", ""), 512
+        )
         prefixes.add(tuple(e.input_ids[: e.score_index]))
     assert len(prefixes) == 1
 
@@ -252,8 +284,11 @@ def test_a_tokenizer_that_merges_the_digit_is_refused_by_encode():
     merges = [(" ", str(k)) for k in range(1, 6)] + [(":", f" {k}") for k in range(1, 6)]  # ": 4" is one token
     for a, b in merges:
         vocab.setdefault(a + b, len(vocab))
-    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>")),
-                                  eos_token="</s>", unk_token="<unk>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>")),
+        eos_token="</s>",
+        unk_token="<unk>",
+    )
     with pytest.raises(EncodeError, match="example 'd/0'"):
         score_examples(None, tok, [ex], max_length=512)
 
@@ -264,8 +299,11 @@ def test_digits_tokenised_unlike_each_other_are_refused():
     tok = bytelevel_tokenizer(corpus())
     assert len(tok(" 1", add_special_tokens=False)["input_ids"]) == 1
     assert len(tok(" 3", add_special_tokens=False)["input_ids"]) == 2
-    with pytest.raises(EncodeError, match=r"example 'd/0': the five score digits are not tokenised alike "
-                                          r"\(label 1: token 'Ġ1' after \d+ tokens; label 2: token '2'"):
+    with pytest.raises(
+        EncodeError,
+        match=r"example 'd/0': the five score digits are not tokenised alike "
+        r"\(label 1: token 'Ġ1' after \d+ tokens; label 2: token '2'",
+    ):
         score_examples(None, tok, examples(2), max_length=512)
 
 
@@ -354,8 +392,9 @@ def test_rate_cli_writes_one_prediction_per_conversation(rater_dirs, tmp_path, m
     monkeypatch.chdir(root)
     for model_dir, extra in ((student, []), (adapter, ["--model-name", "lora"])):
         out = tmp_path / "preds.jsonl"
-        res = runner.invoke(cli, ["rate", str(model_dir), str(inp), str(out), "--dimension", "on_topic",
-                                  "--batch-size", "3", *extra])
+        res = runner.invoke(
+            cli, ["rate", str(model_dir), str(inp), str(out), "--dimension", "on_topic", "--batch-size", "3", *extra]
+        )
         assert res.exit_code == 0, res.output
         assert res.stdout.startswith("rate: 4 conversations of chats on on_topic") and len(res.stdout.splitlines()) == 1
         preds = list(read_jsonl(out, Prediction))
@@ -383,6 +422,7 @@ def test_rate_cli_errors(rater_dirs, tmp_path):
     assert res.exit_code == 1 and "test set 'empty' is empty" in res.output
     good = tmp_path / "good.jsonl"
     write_jsonl(good, conversations(1))
-    res = runner.invoke(cli, ["rate", str(tmp_path / "none"), str(good), str(tmp_path / "o.jsonl"),
-                              "--dimension", "on_topic"])
+    res = runner.invoke(
+        cli, ["rate", str(tmp_path / "none"), str(good), str(tmp_path / "o.jsonl"), "--dimension", "on_topic"]
+    )
     assert res.exit_code == 1 and "rate: rater" in res.output and "no such folder" in res.output

@@ -13,18 +13,20 @@ torch = pytest.importorskip("torch")
 from test_training_stages import make_project  # noqa: E402
 
 from explainft.errors import ConfigError  # noqa: E402
-from explainft.selection import (candidates, inputs_digest, load_selections, override, parse_grid,  # noqa: E402
-                                 select, slug, status)
-from explainft.training_stages import run_student  # noqa: E402
+from explainft.selection import candidates, inputs_digest, load_selections, override, parse_grid, slug, status  # noqa: E402
+from explainft.stages.select import select  # noqa: E402
+from explainft.stages.student import run as run_student  # noqa: E402
 
 
 def test_parse_grid_and_candidates():
     grid = parse_grid(["train.score_target=hard,soft", "train.score_weight=1, 5.0"])
     assert grid == {"train.score_target": ["hard", "soft"], "train.score_weight": [1, 5.0]}
-    assert candidates(grid) == [{"train.score_target": "hard", "train.score_weight": 1},
-                                {"train.score_target": "hard", "train.score_weight": 5.0},
-                                {"train.score_target": "soft", "train.score_weight": 1},
-                                {"train.score_target": "soft", "train.score_weight": 5.0}]
+    assert candidates(grid) == [
+        {"train.score_target": "hard", "train.score_weight": 1},
+        {"train.score_target": "hard", "train.score_weight": 5.0},
+        {"train.score_target": "soft", "train.score_weight": 1},
+        {"train.score_target": "soft", "train.score_weight": 5.0},
+    ]
     assert slug({"train.score_target": "soft", "train.epochs": 8}) == "score_target-soft_epochs-8"
     for bad in (["train.epochs"], ["=4"], ["train.epochs="], ["train.epochs=4,4"], []):
         with pytest.raises(ConfigError) as ei:
@@ -60,10 +62,18 @@ def test_select_trains_each_candidate_on_validation_only_and_resumes(proj, monke
     params["train"]["variants"] = ["none", "assessment"]
     seen: list[tuple[str, str, bool]] = []
     grid = {"train.score_weight": [1.0, 5.0]}
-    rec = select(params, "weight", grid, root=root, variants=["none"],
-                 on_cell=lambda c, cell, r, reused: seen.append((c, cell, reused)))
-    assert seen == [("score_weight-1.0", "chatterbot/on_topic/none/seed_0", False),
-                    ("score_weight-5.0", "chatterbot/on_topic/none/seed_0", False)]
+    rec = select(
+        params,
+        "weight",
+        grid,
+        root=root,
+        variants=["none"],
+        on_cell=lambda c, cell, r, reused: seen.append((c, cell, reused)),
+    )
+    assert seen == [
+        ("score_weight-1.0", "chatterbot/on_topic/none/seed_0", False),
+        ("score_weight-5.0", "chatterbot/on_topic/none/seed_0", False),
+    ]
     assert rec["cells"] == ["chatterbot/on_topic/none/seed_0"]
     assert [c["params"] for c in rec["candidates"]] == [{"train.score_weight": 1.0}, {"train.score_weight": 5.0}]
     means = [c["mean_validation_mse"] for c in rec["candidates"]]
@@ -78,7 +88,7 @@ def test_select_trains_each_candidate_on_validation_only_and_resumes(proj, monke
     assert saved["profile_values_when_run"] == {"train.score_weight": params["train"]["score_weight"]}
     assert not list((root / "tmp" / "select" / "weight").glob("*/models/finetuned/*/*/*/*/model"))  # numbers only
     # a rerun trains nothing: every cell's result is kept under a key of its settings and inputs
-    import explainft.training_stages as ts
+    import explainft.stages.finetune as ts
 
     class Retrained(Exception):
         pass
@@ -86,10 +96,16 @@ def test_select_trains_each_candidate_on_validation_only_and_resumes(proj, monke
     def refuse(*a, **k):
         raise Retrained("retrained a kept cell")
 
-    monkeypatch.setattr(ts, "run_finetune", refuse)
+    monkeypatch.setattr(ts, "run", refuse)
     seen.clear()
-    again = select(params, "weight", grid, root=root, variants=["none"],
-                   on_cell=lambda c, cell, r, reused: seen.append((c, cell, reused)))
+    again = select(
+        params,
+        "weight",
+        grid,
+        root=root,
+        variants=["none"],
+        on_cell=lambda c, cell, r, reused: seen.append((c, cell, reused)),
+    )
     assert [s[2] for s in seen] == [True, True] and again == rec
     # changed validation data: the kept results no longer apply
     val = root / "data" / "splits" / "chatterbot" / "on_topic" / "validation.jsonl"
@@ -118,9 +134,9 @@ def test_status_tells_whether_the_profile_uses_the_choice_and_the_inputs_are_cur
 
 def test_select_refuses_bad_input_before_training(proj, monkeypatch):
     root, params = proj
-    import explainft.training_stages as ts
+    import explainft.stages.finetune as ts
 
-    monkeypatch.setattr(ts, "run_finetune", lambda *a, **k: pytest.fail("trained despite bad input"))
+    monkeypatch.setattr(ts, "run", lambda *a, **k: pytest.fail("trained despite bad input"))
     with pytest.raises(ConfigError) as ei:
         select(params, "x", {"train.score_target": ["hard", "medium"]}, root=root)
     assert ei.value.key == "train.score_target"
@@ -146,11 +162,14 @@ def test_select_cli(proj):
     import yaml
 
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    res = CliRunner().invoke(main, ["select", "epochs", "--grid", "train.epochs=1", "--variant", "none",
-                                    "--root", str(root)])
+    res = CliRunner().invoke(
+        main, ["select", "epochs", "--grid", "train.epochs=1", "--variant", "none", "--root", str(root)]
+    )
     assert res.exit_code == 0, res.output
     assert "select epochs: chosen {'train.epochs': 1} -> selection/epochs.json" in res.output
-    assert inputs_digest(root, [("chatterbot", "on_topic", "none", 0)]) == json.loads(
-        (root / "selection" / "epochs.json").read_text())["inputs"]
+    assert (
+        inputs_digest(root, [("chatterbot", "on_topic", "none", 0)])
+        == json.loads((root / "selection" / "epochs.json").read_text())["inputs"]
+    )
     res = CliRunner().invoke(main, ["select", "epochs", "--grid", "train.epoch=1", "--root", str(root)])
     assert res.exit_code == 1 and "train.epoch: the profile has no key 'epoch' in train" in res.output

@@ -9,23 +9,52 @@ import json
 import pytest
 from conftest import ROOT
 
-from explainft.config import load_params, split_config
+from explainft.config import (
+    Sizes,  # noqa: E402
+    load_params,
+    split_config,
+)
 from explainft.errors import ConfigError
 from explainft.records import Conversation, Example, Item, Turn, read_jsonl, write_jsonl
-from explainft.split import (PARTS, Sizes, group_leaks, mixed_split, order_key, shares, split_dataset,
-                             split_datasets, split_summary)
+from explainft.split import (
+    PARTS,
+    group_leaks,
+    mixed_split,
+    order_key,
+    shares,
+    split_dataset,
+    split_datasets,
+    split_summary,
+)
 
 DIMS = ("naturalness", "on_topic")
 
 
 def data(name, n, words=5, missing=(), group=None):
     """n conversations of dataset ``name``; ``group(i)`` names conversation i's group (default: its id)."""
-    convs = [Conversation(id=f"{name}/{i}", dataset=name, turns=(Turn("user", f"q{i}"), Turn("assistant", f"a{i}")),
-                          group=group(i) if group else None)
-             for i in range(n)]
-    items = [Item(id=c.id, dimension=d, score=(i % 5) / 4, label=1 + i % 5, assessment=" ".join(["w"] * (words + i % 3)),
-                  confidence="sure", n_valid=12)
-             for i, c in enumerate(convs) for d in DIMS if (c.id, d) not in missing]
+    convs = [
+        Conversation(
+            id=f"{name}/{i}",
+            dataset=name,
+            turns=(Turn("user", f"q{i}"), Turn("assistant", f"a{i}")),
+            group=group(i) if group else None,
+        )
+        for i in range(n)
+    ]
+    items = [
+        Item(
+            id=c.id,
+            dimension=d,
+            score=(i % 5) / 4,
+            label=1 + i % 5,
+            assessment=" ".join(["w"] * (words + i % 3)),
+            confidence="sure",
+            n_valid=12,
+        )
+        for i, c in enumerate(convs)
+        for d in DIMS
+        if (c.id, d) not in missing
+    ]
     return convs, items
 
 
@@ -60,7 +89,12 @@ def test_too_few_items_or_an_orphan_item_is_an_error():
     convs, items = data("a", 20)
     with pytest.raises(ConfigError) as ei:
         split_dataset("a", convs, items, DIMS, sizes=Sizes(train=15, validation=2, test=10), seed=1)
-    assert ei.value.key == "split.train" and "'a'" in str(ei.value) and "merged items per dataset" in str(ei.value) and "20" in str(ei.value)
+    assert (
+        ei.value.key == "split.train"
+        and "'a'" in str(ei.value)
+        and "merged items per dataset" in str(ei.value)
+        and "20" in str(ei.value)
+    )
     with pytest.raises(ConfigError) as ei:
         split_dataset("a", convs, items, DIMS, sizes=Sizes(train=5, validation=20, test=2), seed=1)
     assert ei.value.key == "split.validation"
@@ -102,8 +136,16 @@ def test_the_old_per_dataset_split_leaks_twins_and_split_json_counts_it():
         ungrouped = [Conversation(id=c.id, dataset=c.dataset, turns=c.turns) for c in convs]
         per_dataset[name] = split_dataset(name, ungrouped, items, DIMS, sizes=Sizes(45, 15, 24), seed=11)
     # relabel the groups afterwards to measure the twins' overlap
-    relabeled = {n: {d: {p: [Example(**{**e.__dict__, "group": "g" + e.id.split("/")[1]}) for e in exs]
-                         for p, exs in parts.items()} for d, parts in dims.items()} for n, dims in per_dataset.items()}
+    relabeled = {
+        n: {
+            d: {
+                p: [Example(**{**e.__dict__, "group": "g" + e.id.split("/")[1]}) for e in exs]
+                for p, exs in parts.items()
+            }
+            for d, parts in dims.items()
+        }
+        for n, dims in per_dataset.items()
+    }
     leaks = group_leaks(relabeled)
     assert leaks["test_in_train"]["x -> y"] > 0 and leaks["test_in_train"]["y -> x"] > 0
     assert leaks["test_in_train"]["x -> x"] == 0
@@ -115,12 +157,16 @@ def test_the_old_per_dataset_split_leaks_twins_and_split_json_counts_it():
     summary = split_summary(splits)
     assert summary["group_overlap_total"] == 0
     assert set(summary["group_overlap"]) == {"test_in_train", "validation_in_train", "test_in_validation"}
-    assert set(summary["group_overlap"]["test_in_train"]) == {f"{a} -> {b}" for a in ("mixed", "x", "y")
-                                                              for b in ("mixed", "x", "y")}
+    assert set(summary["group_overlap"]["test_in_train"]) == {
+        f"{a} -> {b}" for a in ("mixed", "x", "y") for b in ("mixed", "x", "y")
+    }
     assert all(v == 0 for pairs in summary["group_overlap"].values() for v in pairs.values())
-    assert summary["sets"]["x/on_topic"]["test"] == {"n": 24, "groups": 24, "labels": summary["sets"]["x/on_topic"]
-                                                     ["test"]["labels"], "score_mean": summary["sets"]["x/on_topic"]
-                                                     ["test"]["score_mean"]}
+    assert summary["sets"]["x/on_topic"]["test"] == {
+        "n": 24,
+        "groups": 24,
+        "labels": summary["sets"]["x/on_topic"]["test"]["labels"],
+        "score_mean": summary["sets"]["x/on_topic"]["test"]["score_mean"],
+    }
 
 
 def test_a_group_that_fills_a_part_leaves_its_rest_out_rather_than_moving_it():
@@ -147,8 +193,10 @@ def test_mixed_takes_equal_shares_within_the_word_limit_without_leakage():
     # make a third of b's explanations short enough
     for dim in DIMS:
         for part in PARTS:
-            splits["b"][dim][part] = [Example(**{**e.__dict__, "assessment": "short one"}) if i % 3 == 0 else e
-                                      for i, e in enumerate(splits["b"][dim][part])]
+            splits["b"][dim][part] = [
+                Example(**{**e.__dict__, "assessment": "short one"}) if i % 3 == 0 else e
+                for i, e in enumerate(splits["b"][dim][part])
+            ]
     mixed = mixed_split(splits, DIMS, sizes=Sizes(train=13, validation=3, test=6), seed=2, max_words=150)
     for dim in DIMS:
         assert {p: len(mixed[dim][p]) for p in PARTS} == {"train": 13, "validation": 3, "test": 6}
@@ -173,23 +221,31 @@ def test_split_validation_is_required_and_positive():
 
 
 def test_run_split_writes_every_cell_and_its_metrics(tmp_path):
-    from explainft.pipeline import run_split
+    from explainft.stages.split import run as run_split
 
     params = copy.deepcopy(load_params(ROOT / "params.yaml"))
     params["split"].update(train=30, validation=6, test=10)
     for name in params["data"]["datasets"]:
         # twins across the datasets: conversation i of every dataset shares group g<i>
         convs, items = data(name, 55, group=lambda i: f"g{i}")
-        items = [Item(**{**i.__dict__, "dimension": d}) for i in items if i.dimension == "naturalness"
-                 for d in ("naturalness", "comprehensiveness", "on_topic")]
+        items = [
+            Item(**{**i.__dict__, "dimension": d})
+            for i in items
+            if i.dimension == "naturalness"
+            for d in ("naturalness", "comprehensiveness", "on_topic")
+        ]
         write_jsonl(tmp_path / "data" / "prepared" / f"{name}.jsonl", convs)
         write_jsonl(tmp_path / "data" / "merged" / f"{name}.jsonl", items)
     m = run_split(params, root=tmp_path)
     sets = params["data"]["datasets"] + ["mixed"]
-    assert sorted(m["sets"]) == sorted(f"{s}/{d}" for s in sets for d in ("naturalness", "comprehensiveness", "on_topic"))
+    assert sorted(m["sets"]) == sorted(
+        f"{s}/{d}" for s in sets for d in ("naturalness", "comprehensiveness", "on_topic")
+    )
     for s in sets:
-        n = {p: len(list(read_jsonl(tmp_path / "data" / "splits" / s / "on_topic" / f"{p}.jsonl", Example)))
-             for p in PARTS}
+        n = {
+            p: len(list(read_jsonl(tmp_path / "data" / "splits" / s / "on_topic" / f"{p}.jsonl", Example)))
+            for p in PARTS
+        }
         assert n == {"train": 30, "validation": 6, "test": 10}
     assert m["sets"]["mixed/on_topic"]["train"]["n"] == 30
     assert (m["train"], m["validation"], m["test"]) == (30, 6, 10)

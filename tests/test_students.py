@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from explainft.config.train import PROJECTIONS  # noqa: E402
 from explainft.errors import ConfigError
 from explainft.fsutil import sha256_file
-from explainft.students import PROJECTIONS, build_tiny, load_student, pretrain, resolve_student
+from explainft.students import build_tiny, load_student, pretrain, resolve_student
 
-WORDS = ("the a user assistant cat dog sat on mat ran to house big small red blue happy sad quickly slowly "
-         "and but then what is your name my name is hello how are you fine thanks good bad").split()
+WORDS = (
+    "the a user assistant cat dog sat on mat ran to house big small red blue happy sad quickly slowly "
+    "and but then what is your name my name is hello how are you fine thanks good bad"
+).split()
 SMALL = dict(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, max_positions=512, vocab_size=512)
 
 
@@ -33,6 +36,7 @@ def tiny(tmp_path_factory) -> Path:
 
 
 # --------------------------------------------------------------------------- build_tiny / pretrain
+
 
 def test_build_tiny_is_deterministic_and_reloads(tmp_path):
     from transformers import AutoConfig, AutoTokenizer
@@ -74,7 +78,9 @@ def test_pretrain_lowers_loss_and_saves(tmp_path):
     assert m["steps"] == 40 and m["seconds"] > 0  # no time bound: shared cores make timings noisy
     assert m["loss_end"] < 0.8 * m["loss_start"], m
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "pre").config.model_type == "mistral"
-    assert len(AutoTokenizer.from_pretrained(tmp_path / "pre")) == len(AutoTokenizer.from_pretrained(tmp_path / "built"))
+    assert len(AutoTokenizer.from_pretrained(tmp_path / "pre")) == len(
+        AutoTokenizer.from_pretrained(tmp_path / "built")
+    )
 
 
 def test_pretrain_is_deterministic(tmp_path):
@@ -93,6 +99,7 @@ def test_pretrain_rejects_seq_len_beyond_positions(tmp_path):
 
 
 # --------------------------------------------------------------------------- resolve_student
+
 
 def test_resolve_student(tmp_path, tiny):
     with pytest.raises(ConfigError) as e:
@@ -121,13 +128,17 @@ def test_resolve_student(tmp_path, tiny):
 
 # --------------------------------------------------------------------------- load_student
 
+
 def _expected_lora_params(path, r, targets) -> int:
     import torch
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(path)
-    return sum(r * (m.in_features + m.out_features) for n, m in base.named_modules()
-               if isinstance(m, torch.nn.Linear) and n.rsplit(".", 1)[-1] in targets)
+    return sum(
+        r * (m.in_features + m.out_features)
+        for n, m in base.named_modules()
+        if isinstance(m, torch.nn.Linear) and n.rsplit(".", 1)[-1] in targets
+    )
 
 
 def _trainable(model) -> int:
@@ -170,9 +181,17 @@ def test_lora_trainable_count_matches_r_in_plus_out(tiny):
 
 
 def test_lora_options_and_modules_to_save(tiny):
-    model, _ = load_student(str(tiny), quantization="none",
-                            lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"],
-                                  "modules_to_save": ["embed_tokens"]})
+    model, _ = load_student(
+        str(tiny),
+        quantization="none",
+        lora={
+            "r": 4,
+            "alpha": 8,
+            "dropout": 0.0,
+            "target_modules": ["q_proj", "v_proj"],
+            "modules_to_save": ["embed_tokens"],
+        },
+    )
     emb = model.get_base_model().model.embed_tokens.original_module.weight.numel()
     assert _trainable(model) == _expected_lora_params(tiny, 4, {"q_proj", "v_proj"}) + emb
 
@@ -229,7 +248,9 @@ def test_bad_modes_are_config_errors(tiny, monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a)
+    )
     with pytest.raises(ConfigError) as e:
         load_student(str(tiny), quantization="nf4")
     assert e.value.key == "train.quantization" and "bitsandbytes" in str(e.value)
@@ -246,6 +267,7 @@ def test_unknown_student_is_a_config_error(tmp_path):
 
 
 # --------------------------------------------------------------------------- SmolLM2
+
 
 @pytest.mark.slow
 def test_convert_smollm2_roundtrip(tmp_path):
@@ -281,6 +303,7 @@ def test_tiny_tokenizer_splits_every_score_digit_alike(tmp_path):
     texts = ["Rate it on a scale of 1 to 5. Score: 1 to 5, then 1 to 5 again."] * 200 + corpus(50)
     build_tiny(texts, tmp_path / "t", vocab_size=300, **{k: v for k, v in SMALL.items() if k != "vocab_size"})
     tok = AutoTokenizer.from_pretrained(tmp_path / "t")
-    shapes = [tok.convert_ids_to_tokens(tok(f"Score: {k}", add_special_tokens=False)["input_ids"])[-2:]
-              for k in range(1, 6)]
+    shapes = [
+        tok.convert_ids_to_tokens(tok(f"Score: {k}", add_special_tokens=False)["input_ids"])[-2:] for k in range(1, 6)
+    ]
     assert [s[0] for s in shapes] == ["Ġ"] * 5 and [s[1] for s in shapes] == [str(k) for k in range(1, 6)]

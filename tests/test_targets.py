@@ -9,9 +9,16 @@ from explainft.targets import student_prompt, student_target
 
 
 def ex(**kw):
-    base = dict(id="d/1", dataset="d", dimension="on_topic",
-                turns=(Turn("user", "Where is Paris?"), Turn("assistant", "In France. <<<END CONVERSATION x>>>")),
-                score=0.75, label=4, assessment="It answers the question.", confidence="Sure.")
+    base = dict(
+        id="d/1",
+        dataset="d",
+        dimension="on_topic",
+        turns=(Turn("user", "Where is Paris?"), Turn("assistant", "In France. <<<END CONVERSATION x>>>")),
+        score=0.75,
+        label=4,
+        assessment="It answers the question.",
+        confidence="Sure.",
+    )
     base.update(kw)
     return Example(**base)
 

@@ -16,11 +16,12 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from explainft.encode import IGNORE, EncodeError, Encoded, collate, encode_all, pad_id_for  # noqa: E402
+from explainft.config import TrainConfig, train_config  # noqa: E402
+from explainft.encode import IGNORE, Encoded, EncodeError, collate, encode_all, pad_id_for  # noqa: E402
 from explainft.errors import ConfigError  # noqa: E402
 from explainft.records import Example, Turn  # noqa: E402
 from explainft.targets import student_prompt  # noqa: E402
-from explainft.train import TIMING_KEYS, TrainConfig, finetune, last_checkpoint, train_config  # noqa: E402
+from explainft.train import TIMING_KEYS, finetune, last_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = ("Paris is in France, on the Seine.", 5, "It answers the question directly and correctly.")
@@ -29,9 +30,16 @@ BAD = ("I like turtles and green soup.", 1, "It ignores the question entirely.")
 
 def example(i: int, kind=GOOD, question="Where is Paris?") -> Example:
     response, label, expl = kind
-    return Example(id=f"d/{i}", dataset="d", dimension="on_topic",
-                   turns=(Turn("user", f"{question} (#{i})"), Turn("assistant", response)),
-                   score=(label - 1) / 4, label=label, assessment="a", confidence="c").with_target("assessment", expl)
+    return Example(
+        id=f"d/{i}",
+        dataset="d",
+        dimension="on_topic",
+        turns=(Turn("user", f"{question} (#{i})"), Turn("assistant", response)),
+        score=(label - 1) / 4,
+        label=label,
+        assessment="a",
+        confidence="c",
+    ).with_target("assessment", expl)
 
 
 def examples(n: int, start: int = 0) -> list[Example]:
@@ -51,23 +59,39 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> Path:
-    """A tiny ByteLevel tokenizer and a tiny Mistral model (MEASURED.md §2), saved to a folder."""
+    """A tiny ByteLevel tokenizer and a tiny Mistral model, saved to a folder."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=["<s>", "</s>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=700,
+        special_tokens=["<s>", "</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     corpus = [student_prompt(e) + f" {e.label}\n{e.explanation}" for e in examples(6)] * 10
     tok.train_from_iterator(corpus, trainer)
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
     hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-    cfg = MistralConfig(vocab_size=len(hf_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                        sliding_window=None, bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
-                        pad_token_id=hf_tok.pad_token_id, tie_word_embeddings=False)
+    cfg = MistralConfig(
+        vocab_size=len(hf_tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        sliding_window=None,
+        bos_token_id=hf_tok.bos_token_id,
+        eos_token_id=hf_tok.eos_token_id,
+        pad_token_id=hf_tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(0)
     model = MistralForCausalLM(cfg)
     out = tmp_path_factory.mktemp("tiny")
@@ -83,8 +107,17 @@ def load(tiny_dir: Path):
 
 
 def cfg(**kw) -> TrainConfig:
-    base = dict(epochs=1, learning_rate=1e-3, batch_size=4, grad_accum=1, max_length=512, seed=0, eval_steps=None,
-                logging_steps=1, save_total_limit=None)
+    base = dict(
+        epochs=1,
+        learning_rate=1e-3,
+        batch_size=4,
+        grad_accum=1,
+        max_length=512,
+        seed=0,
+        eval_steps=None,
+        logging_steps=1,
+        save_total_limit=None,
+    )
     base.update(kw)
     return train_config(base)
 
@@ -112,13 +145,33 @@ def test_config_defaults_and_paper_lr():
     assert train_config({"method": "lora"}, allow=["method"]) == c
 
 
-@pytest.mark.parametrize("key,value", [
-    ("epochs", 0), ("epochs", 1.5), ("epochs", True), ("learning_rate", -1), ("learning_rate", "fast"),
-    ("learning_rate", float("nan")), ("batch_size", 0), ("grad_accum", "2"), ("max_length", 4), ("seed", -1),
-    ("eval_steps", 0), ("explanation_position", "middle"), ("group_by_length", "yes"), ("save_total_limit", 0),
-    ("logging_steps", None), ("epoch", 3), ("score_target", "fuzzy"), ("score_weight", 0), ("score_weight", -1.0),
-    ("score_weight", "heavy"), ("score_weight", float("inf")), ("score_weight", True),
-])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("epochs", 0),
+        ("epochs", 1.5),
+        ("epochs", True),
+        ("learning_rate", -1),
+        ("learning_rate", "fast"),
+        ("learning_rate", float("nan")),
+        ("batch_size", 0),
+        ("grad_accum", "2"),
+        ("max_length", 4),
+        ("seed", -1),
+        ("eval_steps", 0),
+        ("explanation_position", "middle"),
+        ("group_by_length", "yes"),
+        ("save_total_limit", 0),
+        ("logging_steps", None),
+        ("epoch", 3),
+        ("score_target", "fuzzy"),
+        ("score_weight", 0),
+        ("score_weight", -1.0),
+        ("score_weight", "heavy"),
+        ("score_weight", float("inf")),
+        ("score_weight", True),
+    ],
+)
 def test_config_bad_values_name_the_key(key, value):
     with pytest.raises(ConfigError) as ei:
         train_config({key: value})
@@ -148,9 +201,21 @@ def test_eval_loss_is_score_only_and_metrics_and_live(tiny_dir, tmp_path):
     saved = json.loads((tmp_path / "model" / "metrics.json").read_text())
     # metrics.json holds what the inputs determine; the timings are returned only (the model folder is a DVC
     # output whose hash must not change from run to run)
-    assert set(saved) == {"train_loss", "train_loss_mean", "eval", "steps", "epochs", "supervised_tokens",
-                          "padding_share", "padding_share_batch_mean", "padding_share_batch_max", "batches",
-                          "resumed_from", "encode", "config"}
+    assert set(saved) == {
+        "train_loss",
+        "train_loss_mean",
+        "eval",
+        "steps",
+        "epochs",
+        "supervised_tokens",
+        "padding_share",
+        "padding_share_batch_mean",
+        "padding_share_batch_max",
+        "batches",
+        "resumed_from",
+        "encode",
+        "config",
+    }
     assert set(TIMING_KEYS) == {"seconds", "train_seconds", "steps_per_second", "supervised_tokens_per_second"}
     assert set(m) == set(saved) | set(TIMING_KEYS)
     assert all(m[k] > 0 for k in TIMING_KEYS) and m["seconds"] >= m["train_seconds"]
@@ -178,10 +243,12 @@ def test_train_loss_covers_the_whole_target(tiny_dir, tmp_path):
     with torch.no_grad():
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         labels = batch["labels"][:, 1:]
-        ce = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                               ignore_index=IGNORE)
+        ce = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE
+        )
         score = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), batch["eval_labels"][:, 1:].reshape(-1), ignore_index=IGNORE)
+            logits[:, :-1].reshape(-1, logits.shape[-1]), batch["eval_labels"][:, 1:].reshape(-1), ignore_index=IGNORE
+        )
     # one batch holding the whole set: the first logged loss is computed before the first update
     m = finetune(model, tok, train, {}, tmp_path, cfg(batch_size=4, epochs=1))
     assert m["steps"] == 1
@@ -192,12 +259,20 @@ def test_train_loss_covers_the_whole_target(tiny_dir, tmp_path):
 
 def test_learnable_pattern_lowers_eval_loss(tiny_dir, tmp_path):
     model, tok = load(tiny_dir)
-    m = finetune(model, tok, examples(16), {"test": examples(8, start=100)}, tmp_path,
-                 cfg(epochs=8, learning_rate=1e-2, logging_steps=4))
+    m = finetune(
+        model,
+        tok,
+        examples(16),
+        {"test": examples(8, start=100)},
+        tmp_path,
+        cfg(epochs=8, learning_rate=1e-2, logging_steps=4),
+    )
     ev = m["eval"]["test"]
     assert len(ev["per_epoch"]) == 8
-    print(f"learnable: eval {ev['initial']:.3f} -> {ev['final']:.3f}, {m['steps_per_second']:.1f} steps/s, "
-          f"{m['supervised_tokens_per_second']:.0f} sup tok/s, padding {m['padding_share']:.3f}")
+    print(
+        f"learnable: eval {ev['initial']:.3f} -> {ev['final']:.3f}, {m['steps_per_second']:.1f} steps/s, "
+        f"{m['supervised_tokens_per_second']:.0f} sup tok/s, padding {m['padding_share']:.3f}"
+    )
     assert ev["final"] < ev["initial"] - 1.0, ev
     # ln 2 would be a perfect guess between the two labels given the pattern; the prior alone gives at most ln 2
     assert ev["final"] < 1.5
@@ -245,11 +320,17 @@ RESUME_CFG = dict(epochs=2, eval_steps=2, batch_size=4, learning_rate=1e-3)  # 3
 
 
 def run_child(tiny_dir, out, hang):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
-           "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
     code = CHILD.format(tests=str(ROOT / "tests"), hang=hang, tiny=str(tiny_dir), out=str(out), kw=RESUME_CFG)
-    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 @pytest.mark.slow
@@ -355,17 +436,36 @@ def test_the_same_lora_run_writes_the_same_model_bytes_whatever_the_hash_seed(ti
     folders = []
     for seed in ("1", "2"):
         out = tmp_path / f"hashseed_{seed}"
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TOKENIZERS_PARALLELISM": "false",
-               "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": seed}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT / "src"),
+            "TOKENIZERS_PARALLELISM": "false",
+            "HF_HUB_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1",
+            "PYTHONHASHSEED": seed,
+        }
         code = SAME_RUN.format(tests=str(ROOT / "tests"), tiny=str(tiny_dir), out=str(out))
         p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
         assert p.returncode == 0, p.stdout + p.stderr
         folders.append({f.name: f.read_bytes() for f in sorted((out / "model").iterdir())})
     assert folders[0] == folders[1]
-    assert sorted(folders[0]) == ["README.md", "adapter_config.json", "adapter_model.safetensors", "metrics.json",
-                                  "tokenizer.json", "tokenizer_config.json"]
+    assert sorted(folders[0]) == [
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "metrics.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
     assert json.loads(folders[0]["adapter_config.json"])["target_modules"] == [
-        "down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+        "down_proj",
+        "gate_proj",
+        "k_proj",
+        "o_proj",
+        "q_proj",
+        "up_proj",
+        "v_proj",
+    ]
 
 
 def test_checkpoints_of_another_run_are_not_resumed(tiny_dir, tmp_path):
@@ -380,16 +480,29 @@ def test_checkpoints_of_another_run_are_not_resumed(tiny_dir, tmp_path):
     assert m2["resumed_from"] == m1["steps"]
     # another fingerprint: the old checkpoints are deleted and the run starts from step 0
     model, tok = load(tiny_dir)
-    m3 = finetune(model, tok, examples(4), {"test": examples(2, start=50)}, tmp_path, c, fingerprint={"lr": 2},
-                  keep_checkpoints=False)
+    m3 = finetune(
+        model,
+        tok,
+        examples(4),
+        {"test": examples(2, start=50)},
+        tmp_path,
+        c,
+        fingerprint={"lr": 2},
+        keep_checkpoints=False,
+    )
     assert m3["resumed_from"] is None and m3["steps"] == m1["steps"]
     assert last_checkpoint(tmp_path) is None  # removed after success
     assert json.loads((tmp_path / "checkpoints" / "RUN.json").read_text()) == {"lr": 2}
     assert (tmp_path / "checkpoints" / "initial_eval.json").is_file()
     # the Trainer's state (with its run times) stays out of the model folder, a DVC output
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
-        "config.json", "generation_config.json", "metrics.json", "model.safetensors", "tokenizer.json",
-        "tokenizer_config.json"]
+        "config.json",
+        "generation_config.json",
+        "metrics.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
 
 
 def test_the_first_batch_check_draws_no_random_numbers(tiny_dir):
@@ -544,8 +657,14 @@ def test_soft_targets_learn_the_unrounded_score(tiny_dir, tmp_path):
     got = {}
     for target in ("hard", "soft"):
         model, tok = load(tiny_dir)
-        m = finetune(model, tok, train, {"test": test}, tmp_path / target,
-                     cfg(epochs=16, learning_rate=1e-2, logging_steps=4, score_target=target))
+        m = finetune(
+            model,
+            tok,
+            train,
+            {"test": test},
+            tmp_path / target,
+            cfg(epochs=16, learning_rate=1e-2, logging_steps=4, score_target=target),
+        )
         assert m["config"]["score_target"] == target
         scores = _expected_scores(model, tok, test)
         got[target] = sum(scores) / len(scores)
@@ -579,8 +698,14 @@ def test_soft_targets_on_the_full_logits_path(tiny_dir, tmp_path, monkeypatch):
     train = [dataclasses.replace(example(i), score=0.9) for i in range(16)]
     test = [dataclasses.replace(example(100 + i), score=0.9) for i in range(8)]
     model, tok = load(tiny_dir)
-    finetune(model, tok, train, {"test": test}, tmp_path,
-             cfg(epochs=16, learning_rate=1e-2, logging_steps=4, score_target="soft"))
+    finetune(
+        model,
+        tok,
+        train,
+        {"test": test},
+        tmp_path,
+        cfg(epochs=16, learning_rate=1e-2, logging_steps=4, score_target="soft"),
+    )
     assert calls and all("score_weights" in k["score"] for k in calls)
     scores = _expected_scores(model, tok, test)
     assert sum(scores) / len(scores) == pytest.approx(0.9, abs=0.01)

@@ -1,4 +1,4 @@
-"""The student and finetune stage bodies (explainft.training_stages), without DVC: outputs and bad input."""
+"""The student and finetune stage bodies (explainft.stages.student, explainft.stages.finetune), without DVC: outputs and bad input."""
 
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ from conftest import ROOT
 
 torch = pytest.importorskip("torch")
 
+from explainft.config import annotate_config, split_sets  # noqa: E402
 from explainft.errors import ConfigError  # noqa: E402
+from explainft.layout import finetune_dir  # noqa: E402
 from explainft.records import Example, Turn, write_jsonl  # noqa: E402
-from explainft.training_stages import finetune_dir, run_finetune, run_student, student_texts  # noqa: E402
+from explainft.stages.finetune import run as run_finetune  # noqa: E402
+from explainft.stages.student import run as run_student  # noqa: E402
+from explainft.stages.student import student_texts  # noqa: E402
 
 DIMS = ("naturalness", "comprehensiveness", "on_topic")
 GOOD = ("Paris is in France, on the Seine.", 5, "It answers the question directly.")
@@ -23,9 +27,16 @@ BAD = ("I like turtles and green soup.", 1, "It ignores the question.")
 
 def ex(i: int, dim: str, variant: str | None) -> Example:
     response, label, expl = GOOD if i % 2 == 0 else BAD
-    e = Example(id=f"chatterbot/{i}", dataset="chatterbot", dimension=dim,
-                turns=(Turn("user", f"Where is Paris? ({i})"), Turn("assistant", response)),
-                score=(label - 1) / 4, label=label, assessment=expl, confidence="sure")
+    e = Example(
+        id=f"chatterbot/{i}",
+        dataset="chatterbot",
+        dimension=dim,
+        turns=(Turn("user", f"Where is Paris? ({i})"), Turn("assistant", response)),
+        score=(label - 1) / 4,
+        label=label,
+        assessment=expl,
+        confidence="sure",
+    )
     return e if variant is None else e.with_target(variant, "" if variant == "none" else expl)
 
 
@@ -34,9 +45,19 @@ def make_project(root: Path, *, n_test: int = 4) -> dict:
     student and grid (chatterbot, on-topic); the evaluation tests use it too."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["split"]["mixed"] = False
-    params["student"] = {"tiny": {"seed": 0, "vocab_size": 400, "hidden": 32, "layers": 1, "heads": 2, "kv_heads": 1,
-                                  "intermediate": 64, "max_positions": 1024},
-                         "pretrain": {"steps": 2, "lr": 2.0e-3, "batch_size": 4, "seq_len": 32, "seed": 0}}
+    params["student"] = {
+        "tiny": {
+            "seed": 0,
+            "vocab_size": 400,
+            "hidden": 32,
+            "layers": 1,
+            "heads": 2,
+            "kv_heads": 1,
+            "intermediate": 64,
+            "max_positions": 1024,
+        },
+        "pretrain": {"steps": 2, "lr": 2.0e-3, "batch_size": 4, "seq_len": 32, "seed": 0},
+    }
     params["train"].update(sets=["chatterbot"], dimensions=["on_topic"], epochs=1, batch_size=4, logging_steps=1)
     params["ablation"] = {"sets": [], "dimensions": [], "variants": []}  # no ablation grid in these small projects
     for s in ("chatterbot", "chatterbot_perturbed"):
@@ -57,7 +78,7 @@ def proj(tmp_path: Path) -> tuple[Path, dict]:
 
 def test_student_corpus_is_train_conversations_and_rubrics(proj):
     root, params = proj
-    texts = student_texts(params, root)
+    texts = student_texts(split_sets(params), annotate_config(params), root)
     assert sum("Where is Paris? (0)" in t for t in texts) == 1  # each training conversation once
     assert not any("(100)" in t or "(200)" in t for t in texts)  # never a test or validation conversation
     assert sum(t.startswith("Rate the on-topic relevance") for t in texts) == 50
@@ -111,9 +132,11 @@ def test_bad_input_fails_before_training_naming_the_param(proj):
         run_finetune(params, "chatterbot", "on_topic", "none", 0, root)
     assert e.value.key == "train.student" and "dvc repro student" in str(e.value)
     run_student(params, root)
-    for args, key in ((("coqa", "on_topic", "none"), "train.sets"),
-                      (("chatterbot", "naturalness", "none"), "train.dimensions"),
-                      (("chatterbot", "on_topic", "shuffle"), "train.variants")):
+    for args, key in (
+        (("coqa", "on_topic", "none"), "train.sets"),
+        (("chatterbot", "naturalness", "none"), "train.dimensions"),
+        (("chatterbot", "on_topic", "shuffle"), "train.variants"),
+    ):
         with pytest.raises(ConfigError) as e:
             run_finetune(params, *args, 0, root)
         assert e.value.key == key
@@ -158,8 +181,14 @@ def test_two_processes_under_accelerate_launch(proj):
     params["train"].update(num_processes=2, batch_size=2)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    p = subprocess.run([sys.executable, str(ROOT / "stages" / "finetune.py"), "chatterbot", "on_topic", "none", "0"],
-                       cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / "finetune.py"), "chatterbot", "on_topic", "none", "0"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     assert "accelerate.commands.launch --num_processes 2 --multi_gpu" in p.stdout
     s = json.loads((root / "metrics/train/chatterbot/on_topic/none/seed_0.json").read_text())

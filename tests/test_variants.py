@@ -32,10 +32,19 @@ TURNS = (Turn("user", "How do I boil an egg?"), Turn("assistant", "Put it in boi
 SEED = 20251103
 
 
-def ex(i: int | str, assessment: str, *, label: int = 3, confidence: str = "Fairly sure.",
-       dataset: str = "toy") -> Example:
-    return Example(id=str(i), dataset=dataset, dimension="naturalness", turns=TURNS, score=(label - 1) / 4,
-                   label=label, assessment=assessment, confidence=confidence)
+def ex(
+    i: int | str, assessment: str, *, label: int = 3, confidence: str = "Fairly sure.", dataset: str = "toy"
+) -> Example:
+    return Example(
+        id=str(i),
+        dataset=dataset,
+        dimension="naturalness",
+        turns=TURNS,
+        score=(label - 1) / 4,
+        label=label,
+        assessment=assessment,
+        confidence=confidence,
+    )
 
 
 def by_id(examples: list[Example]) -> dict[str, str]:
@@ -57,8 +66,10 @@ def chi2_critical(df: int, z: float = 3.0902) -> float:
     return df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
 
 
-VOCAB = ("answer response tone natural robotic scripted repeated phrase question detail coverage relevant "
-         "topic drift wording user request thorough missing key information perspective emotion style").split()
+VOCAB = (
+    "answer response tone natural robotic scripted repeated phrase question detail coverage relevant "
+    "topic drift wording user request thorough missing key information perspective emotion style"
+).split()
 
 
 def realistic_train(n: int, seed: int = 7) -> list[Example]:
@@ -66,8 +77,9 @@ def realistic_train(n: int, seed: int = 7) -> list[Example]:
     out = []
     for i in range(n):
         k = rng.randint(0, 150)
-        words = [rng.choice(VOCAB) if rng.random() < 0.6 else rng.choice(["the", "is", "and", "a", "it"])
-                 for _ in range(k)]
+        words = [
+            rng.choice(VOCAB) if rng.random() < 0.6 else rng.choice(["the", "is", "and", "a", "it"]) for _ in range(k)
+        ]
         text = " ".join(words).capitalize() + ("." if words else "")
         out.append(ex(f"c{i}", text, label=rng.randint(1, 5), dataset=rng.choice(["arena", "coqa", "movies"])))
     return out
@@ -81,8 +93,9 @@ def test_parse_variant_kinds():
     assert parse_variant("both").kind == "type"
     assert parse_variant("length_25") == VariantSpec("length_25", "length", length=25)
     assert parse_variant("length_0").length == 0
-    assert parse_variant("weighted_associated") == VariantSpec("weighted_associated", "random", pool="label",
-                                                               weighted=True)
+    assert parse_variant("weighted_associated") == VariantSpec(
+        "weighted_associated", "random", pool="label", weighted=True
+    )
     assert parse_variant("fully_random").pool == "dictionary"
     assert parse_variant("shuffle") == VariantSpec("shuffle", "random", pool="all", weighted=False)
     assert [s.name for s in validate_variants(["none", *RANDOM_VARIANTS, "length_150"])][-1] == "length_150"
@@ -181,8 +194,10 @@ def test_length_keeps_first_n_words_exactly(n):
         if len(words) <= n:
             assert got.explanation == full.explanation
     assert out[f"length_{n}"][-1].explanation == {
-        0: "", 5: "First  word,\nsecond\tthird   fourth",
-        10: "First  word,\nsecond\tthird   fourth five six seven eight nine"}.get(n, out["assessment"][-1].explanation)
+        0: "",
+        5: "First  word,\nsecond\tthird   fourth",
+        10: "First  word,\nsecond\tthird   fourth five six seven eight nine",
+    }.get(n, out["assessment"][-1].explanation)
 
 
 def test_length_truncates_the_assessment_not_the_confidence():
@@ -227,8 +242,9 @@ def test_associated_draws_only_from_same_label_pool():
 
 
 def test_shuffle_uses_all_training_explanations():
-    train = [ex(1, "Apple banana.", label=1), ex(2, "Cherry.", label=2)] + \
-            [ex(f"n{i}", " ".join(["xylophone"] * 60), label=3) for i in range(5)]
+    train = [ex(1, "Apple banana.", label=1), ex(2, "Cherry.", label=2)] + [
+        ex(f"n{i}", " ".join(["xylophone"] * 60), label=3) for i in range(5)
+    ]
     out = build_variants(train, ["shuffle"], seed=SEED)["shuffle"]
     drawn = {w for e in out for w in e.explanation.split()}
     assert drawn == {"apple", "banana", "cherry", "xylophone"}
@@ -239,8 +255,10 @@ def weighted_fixture() -> tuple[list[Example], dict[str, float]]:
     freqs = {"alpha": 1, "bravo": 2, "charlie": 4, "delta": 8, "echo": 16}
     pool_text = " ".join(w for w, k in freqs.items() for _ in range(k))
     total = sum(freqs.values())
-    train = [ex("pool", pool_text, label=2),
-             ex("carrier", " ".join(["the"] * 6000), label=2)]  # stopwords only: adds nothing to the pool
+    train = [
+        ex("pool", pool_text, label=2),
+        ex("carrier", " ".join(["the"] * 6000), label=2),
+    ]  # stopwords only: adds nothing to the pool
     return train, {w: k / total for w, k in freqs.items()}
 
 
@@ -270,10 +288,13 @@ def test_pool_weights_are_token_counts():
 
 def test_test_split_words_never_enter_a_pool():
     train = realistic_train(300)
-    test = [ex(f"t{i}", "Zymurgy quixotic flibbertigibbet " + t.assessment, label=t.label)
-            for i, t in enumerate(realistic_train(50, seed=99))]
-    test_only = {w for t in test for w in content_words(t.assessment)} - \
-        {w for t in train for w in content_words(t.assessment)}
+    test = [
+        ex(f"t{i}", "Zymurgy quixotic flibbertigibbet " + t.assessment, label=t.label)
+        for i, t in enumerate(realistic_train(50, seed=99))
+    ]
+    test_only = {w for t in test for w in content_words(t.assessment)} - {
+        w for t in train for w in content_words(t.assessment)
+    }
     assert {"zymurgy", "quixotic", "flibbertigibbet"} <= test_only
     pools = pool_words(train)
     assert not any(test_only & set(c) for c in pools.values())
@@ -297,8 +318,15 @@ def test_stopwords_never_in_pools():
 
 
 def test_tokenisation():
-    assert tokenize("The model’s reply: 5/5, well-written ÉLAN_x2") == ["the", "model's", "reply", "well",
-                                                                       "written", "élan", "x"]
+    assert tokenize("The model’s reply: 5/5, well-written ÉLAN_x2") == [
+        "the",
+        "model's",
+        "reply",
+        "well",
+        "written",
+        "élan",
+        "x",
+    ]
     assert content_words("It's a clear, robotic reply.") == ["robotic", "reply"]
 
 
@@ -360,8 +388,13 @@ def test_same_output_across_processes_with_different_hash_salts():
     )
     outs = set()
     for hashseed in ("1", "2", "3"):
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONHASHSEED": hashseed})
+        r = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": hashseed},
+        )
         outs.add(r.stdout)
     assert len(outs) == 1 and "robotic" in outs.pop()
 
@@ -370,8 +403,7 @@ def test_same_output_across_processes_with_different_hash_salts():
 
 
 def test_empty_label_pool_is_an_error_naming_variant_and_label():
-    train = [ex(1, "Robotic scripted tone.", label=4),
-             ex(2, "It is what it is.", label=2)]  # label 2: only stopwords
+    train = [ex(1, "Robotic scripted tone.", label=4), ex(2, "It is what it is.", label=2)]  # label 2: only stopwords
     with pytest.raises(ConfigError) as e:
         build_variants(train, ["none", "weighted_associated"], seed=1)
     assert e.value.key == "variants.names"
@@ -400,8 +432,14 @@ def test_empty_pool_without_demand_is_fine():
 def test_stats():
     train = [ex(1, "Robotic scripted tone here.", label=4), ex(2, "", label=4), ex(3, "Natural wording.", label=1)]
     _, stats = build_variants_with_stats(train, ["none", "length_1", "associated", "shuffle"], seed=1)
-    assert stats["none"].to_dict() == {"name": "none", "kind": "type", "n": 3, "mean_words": 0.0, "n_empty": 3,
-                                       "pool_sizes": {}}
+    assert stats["none"].to_dict() == {
+        "name": "none",
+        "kind": "type",
+        "n": 3,
+        "mean_words": 0.0,
+        "n_empty": 3,
+        "pool_sizes": {},
+    }
     assert stats["length_1"].mean_words == pytest.approx(2 / 3)
     assert stats["associated"].pool_sizes == {"label_1": 2, "label_4": 3}
     assert stats["associated"].mean_words == pytest.approx(6 / 3)

@@ -1,4 +1,4 @@
-"""Where a causal LM keeps its parts: the one module that knows module names (DESIGN.md, "House style").
+"""Where a causal LM keeps its parts: the one module that knows module names.
 
 Like tuned-lens's ``model_surgery.py``: analyses that must reach inside a
 model (the logit lens needs the decoder blocks, the final norm and the LM
@@ -36,7 +36,7 @@ from typing import Any
 
 from .errors import ExplainftError
 
-# The seven projections of a Llama/Mistral block, attention then MLP (students.PROJECTIONS names the same set:
+# The seven projections of a Llama/Mistral block, attention then MLP (explainft.config.train.PROJECTIONS names the same set:
 # the ones the paper adapts with LoRA).
 MODULE_TYPES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -52,8 +52,9 @@ class _Layout:
     layer_container: str  # the ModuleList's attribute name, as it appears in parameter names
 
 
-_LLAMA_LIKE = _Layout(body="model", layers="model.layers", final_norm="model.norm", lm_head="lm_head",
-                      layer_container="layers")
+_LLAMA_LIKE = _Layout(
+    body="model", layers="model.layers", final_norm="model.norm", lm_head="lm_head", layer_container="layers"
+)
 
 # config.model_type -> layout. Llama and Mistral share module names (SmolLM2 is a Llama).
 FAMILIES: dict[str, _Layout] = {
@@ -61,8 +62,9 @@ FAMILIES: dict[str, _Layout] = {
     "mistral": _LLAMA_LIKE,
 }
 
-_LAYER_RE = re.compile(r"(?:^|\.)(?:%s)\.(\d+)(?=\.|$)" % "|".join(sorted({re.escape(f.layer_container)
-                                                                            for f in FAMILIES.values()})))
+_LAYER_RE = re.compile(
+    r"(?:^|\.)(?:%s)\.(\d+)(?=\.|$)" % "|".join(sorted({re.escape(f.layer_container) for f in FAMILIES.values()}))
+)
 
 
 class ArchitectureError(ExplainftError, ValueError):
@@ -113,8 +115,10 @@ def _get(root: Any, path: str, what: str, cls: str) -> Any:
     obj = root
     for attr in path.split("."):
         if not hasattr(obj, attr):
-            raise ArchitectureError(f"{cls}: no {what} at .{path} (missing attribute {attr!r}); the model does not "
-                                    "have its family's usual layout")
+            raise ArchitectureError(
+                f"{cls}: no {what} at .{path} (missing attribute {attr!r}); the model does not "
+                "have its family's usual layout"
+            )
         obj = getattr(obj, attr)
     return obj
 
@@ -126,7 +130,8 @@ def family_of(model: Any) -> str:
     if model_type not in FAMILIES:
         raise ArchitectureError(
             f"{type(m).__name__} (model_type {model_type!r}) is not a known model family; known: "
-            f"{', '.join(sorted(FAMILIES))}. Add its module names to explainft.architecture.FAMILIES")
+            f"{', '.join(sorted(FAMILIES))}. Add its module names to explainft.architecture.FAMILIES"
+        )
     return model_type
 
 
@@ -141,9 +146,13 @@ def model_parts(model: Any) -> Parts:
     layers = _get(m, layout.layers, "decoder blocks", cls)
     if not isinstance(layers, torch.nn.ModuleList) or len(layers) == 0:
         raise ArchitectureError(f"{cls}: .{layout.layers} is not a non-empty ModuleList of decoder blocks")
-    return Parts(body=_get(m, layout.body, "decoder body", cls), layers=layers,
-                 final_norm=_get(m, layout.final_norm, "final norm", cls),
-                 lm_head=_get(m, layout.lm_head, "LM head", cls), family=family)
+    return Parts(
+        body=_get(m, layout.body, "decoder body", cls),
+        layers=layers,
+        final_norm=_get(m, layout.final_norm, "final norm", cls),
+        lm_head=_get(m, layout.lm_head, "LM head", cls),
+        family=family,
+    )
 
 
 def module_type(name: str) -> str | None:

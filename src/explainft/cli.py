@@ -7,8 +7,15 @@ from pathlib import Path
 
 import click
 
+from . import artifacts, codedeps, plots
 from .cli_util import run_stage
-from .records import DIMENSIONS
+from .config import load_params
+from .datasets import REGISTRY
+from .records import DIMENSIONS, Conversation, read_jsonl, write_jsonl
+from .scoring import ScoringError, example_for, load_rater, predictions, score_examples
+from .selection import parse_grid
+from .stages.check import check_profile
+from .stages.select import select
 
 
 @click.group()
@@ -23,11 +30,12 @@ def check(profile: str) -> None:
     """Check a profile (default params.yaml) before running anything: keys, types, datasets, options."""
 
     def work() -> None:
-        from .config import check_profile, load_params
-
         summary = check_profile(load_params(profile))
-        click.echo(f"{profile}: ok (" + "; ".join(
-            f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in summary.items()) + ")")
+        click.echo(
+            f"{profile}: ok ("
+            + "; ".join(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in summary.items())
+            + ")"
+        )
 
     run_stage("check", work)
 
@@ -35,8 +43,6 @@ def check(profile: str) -> None:
 @main.command("datasets")
 def list_datasets() -> None:
     """List the dataset names the loaders know."""
-    from .datasets import REGISTRY
-
     width = max(map(len, REGISTRY))
     for name, spec in sorted(REGISTRY.items()):
         click.echo(f"{name:<{width}}  {spec.description}")
@@ -60,44 +66,41 @@ def use(name: str, root: str) -> None:
             raise click.ClickException(f"no profile {src}; available: {', '.join(choices)}")
         params = check_profile_params(src)
         shutil.copyfile(src, base / "params.yaml")
-        n = write_artifacts(base / "dvc.yaml", params) if (base / "dvc.yaml").is_file() else 0
-        click.echo(f"params.yaml <- {src}; dvc.yaml artifacts: {n} models; run `dvc repro`")
+        if (base / "dvc.yaml").is_file():  # a project root: its generated models/dvc.yaml follows the grid
+            click.echo(f"params.yaml <- {src}; {write_artifacts(base, params)}; run `dvc repro`")
+        else:
+            click.echo(f"params.yaml <- {src}; run `dvc repro`")
 
     run_stage("use", work)
 
 
 def check_profile_params(path: Path) -> dict:
-    from .config import check_profile, load_params
-
     params = load_params(path)
     check_profile(params)
     return params
 
 
-def write_artifacts(dvc_yaml: Path, params: dict) -> int:
-    from .artifacts import write
-
-    return write(dvc_yaml, params)
+def write_artifacts(root: Path, params: dict) -> str:
+    """Write the generated models/dvc.yaml under ``root`` (never the hand-written dvc.yaml); says what it wrote."""
+    return f"{artifacts.ARTIFACTS_FILE} artifacts: {artifacts.write(root, params)} models"
 
 
 @main.command("artifacts")
 @click.option("--root", default=".", type=click.Path(file_okay=False), help="project root")
-@click.option("--check", "check_only", is_flag=True, help="only check that dvc.yaml matches params.yaml")
+@click.option("--check", "check_only", is_flag=True, help="only check that models/dvc.yaml matches params.yaml")
 def artifacts_cmd(root: str, check_only: bool) -> None:
-    """Write (or --check) the artifacts: section of dvc.yaml from params.yaml's grid: one model per fine-tune."""
+    """Write (or --check) models/dvc.yaml, the generated DVC file declaring one model artifact per fine-tune of
+    params.yaml's grid. The hand-written dvc.yaml is never written."""
 
     def work() -> None:
-        from .artifacts import is_current
-
         base = Path(root)
         params = check_profile_params(base / "params.yaml")
         if check_only:
-            if not is_current(base / "dvc.yaml", params):
-                raise click.ClickException("dvc.yaml's artifacts do not match params.yaml's grid: "
-                                           "run `explainft artifacts`")
-            click.echo("dvc.yaml artifacts: up to date")
+            if (problem := artifacts.drift(base, params)) is not None:
+                raise click.ClickException(problem)
+            click.echo(f"{artifacts.ARTIFACTS_FILE} artifacts: up to date")
             return
-        click.echo(f"dvc.yaml artifacts: {write_artifacts(base / 'dvc.yaml', params)} models")
+        click.echo(write_artifacts(base, params))
 
     run_stage("artifacts", work)
 
@@ -115,23 +118,22 @@ def deps_cmd(stages: tuple[str, ...], dvc_yaml: str, check_only: bool, write_dep
     """
 
     def work() -> None:
-        from .codedeps import CodeDepsError, compare, render, stage_code, write
-
         if check_only and write_deps:
             raise click.UsageError("--check and --write exclude each other")
         if write_deps:
-            changed = write(dvc_yaml, stages)
+            changed = codedeps.write(dvc_yaml, stages)
             click.echo(f"{dvc_yaml}: code deps written; changed: {', '.join(changed) or 'none'}")
         elif check_only:
-            drifts = compare(dvc_yaml, stages)
+            drifts = codedeps.compare(dvc_yaml, stages)
             bad = [d for d in drifts if not d.ok]
             if bad:
-                raise CodeDepsError(f"{dvc_yaml}: the code deps of {len(bad)} of {len(drifts)} stages differ from "
-                                    f"the import graph (run `explainft deps --write`):\n"
-                                    + "\n".join(d.describe() for d in bad))
+                raise codedeps.CodeDepsError(
+                    f"{dvc_yaml}: the code deps of {len(bad)} of {len(drifts)} stages differ from "
+                    f"the import graph (run `explainft deps --write`):\n" + "\n".join(d.describe() for d in bad)
+                )
             click.echo(f"{dvc_yaml}: the code deps of all {len(drifts)} stages are complete")
         else:
-            click.echo(render(stage_code(dvc_yaml, stages)), nl=False)
+            click.echo(codedeps.render(codedeps.stage_code(dvc_yaml, stages)), nl=False)
 
     run_stage("deps", work)
 
@@ -145,9 +147,7 @@ def prune_lock_cmd(root: str) -> None:
     """
 
     def work() -> None:
-        from .codedeps import prune_lock
-
-        removed = prune_lock(root)
+        removed = codedeps.prune_lock(root)
         click.echo(f"dvc.lock: removed {len(removed)} orphan entries" + (f": {', '.join(removed)}" if removed else ""))
 
     run_stage("prune-lock", work)
@@ -157,15 +157,27 @@ def prune_lock_cmd(root: str) -> None:
 @click.argument("model_dir", type=click.Path(file_okay=False))
 @click.argument("input_path", metavar="INPUT.jsonl", type=click.Path(dir_okay=False))
 @click.argument("output_path", metavar="OUTPUT.jsonl", type=click.Path(dir_okay=False))
-@click.option("--dimension", required=True, type=click.Choice(DIMENSIONS),
-              help="the dimension to rate")
+@click.option("--dimension", required=True, type=click.Choice(DIMENSIONS), help="the dimension to rate")
 @click.option("--base", default=None, help="base model of an adapter (default: the adapter's own, from the cwd)")
-@click.option("--max-length", default=512, show_default=True, type=click.IntRange(min=1),
-              help="the fine-tune's max_length (the same truncation as training)")
+@click.option(
+    "--max-length",
+    default=512,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="the fine-tune's max_length (the same truncation as training)",
+)
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--model-name", default=None, help="the predictions' model field (default: MODEL_DIR as given)")
-def rate(model_dir: str, input_path: str, output_path: str, dimension: str, base: str | None, max_length: int,
-         batch_size: int, model_name: str | None) -> None:
+def rate(
+    model_dir: str,
+    input_path: str,
+    output_path: str,
+    dimension: str,
+    base: str | None,
+    max_length: int,
+    batch_size: int,
+    model_name: str | None,
+) -> None:
     """Rate the last assistant turn of each conversation in INPUT.jsonl with a rater in MODEL_DIR.
 
     MODEL_DIR is a fine-tune's model/ folder (a peft adapter or a full model)
@@ -175,8 +187,6 @@ def rate(model_dir: str, input_path: str, output_path: str, dimension: str, base
     """
 
     def work() -> None:
-        from .records import Conversation, read_jsonl, write_jsonl
-        from .scoring import ScoringError, example_for, load_rater, predictions, score_examples
 
         test_set = Path(input_path).stem
         if not Path(input_path).is_file():
@@ -185,17 +195,20 @@ def rate(model_dir: str, input_path: str, output_path: str, dimension: str, base
         if not examples:  # before loading the model
             raise ScoringError(f"test set {test_set!r} is empty: {input_path} holds no conversations")
         model, tok = load_rater(model_dir, base=base)
-        scored = score_examples(model, tok, examples, max_length=max_length, batch_size=batch_size,
-                                test_set=test_set, progress=True)
+        scored = score_examples(
+            model, tok, examples, max_length=max_length, batch_size=batch_size, test_set=test_set, progress=True
+        )
         name = model_name or Path(model_dir).as_posix()
         n = write_jsonl(output_path, predictions(examples, scored, name, test_set, with_target=False))
         mean = sum(s.expected for s in scored) / n
         mass = sum(s.mass for s in scored) / n
         counts = " ".join(f"{k}:{sum(s.argmax == k for s in scored)}" for k in range(1, 6))
         truncated = sum(s.truncated for s in scored)
-        click.echo(f"rate: {n} conversations of {test_set} on {dimension} by {name} -> {output_path} "
-                   f"(mean expected {mean:.4f}; argmax {counts}; mean score-token mass {mass:.4f}; "
-                   f"truncated {truncated})")
+        click.echo(
+            f"rate: {n} conversations of {test_set} on {dimension} by {name} -> {output_path} "
+            f"(mean expected {mean:.4f}; argmax {counts}; mean score-token mass {mass:.4f}; "
+            f"truncated {truncated})"
+        )
 
     run_stage("rate", work)
 
@@ -212,29 +225,44 @@ def plots_cmd(revs: tuple[str, ...], targets: tuple[str, ...], out_dir: str, roo
     """
 
     def work() -> None:
-        from .plots import plots_json, render
-
-        data = plots_json(revs, targets, Path(root), Path(out_dir))
-        files = render(data, Path(out_dir), root=Path(root))
+        data = plots.plots_json(revs, targets, Path(root), Path(out_dir))
+        files = plots.render(data, Path(out_dir), root=Path(root))
         click.echo(f"{len(files)} plots -> {out_dir}/ (index.md lists them)")
 
     run_stage("plots", work)
 
 
-
 @main.command("select")
 @click.argument("name")
-@click.option("--grid", "grid_specs", multiple=True, required=True, metavar="KEY=V1,V2",
-              help="a param and its candidate values (repeatable; the grid is every combination)")
+@click.option(
+    "--grid",
+    "grid_specs",
+    multiple=True,
+    required=True,
+    metavar="KEY=V1,V2",
+    help="a param and its candidate values (repeatable; the grid is every combination)",
+)
 @click.option("--set", "sets", multiple=True, help="only these training sets of the main grid (repeatable)")
 @click.option("--dimension", "dimensions", multiple=True, help="only these dimensions (repeatable)")
 @click.option("--variant", "variants", multiple=True, help="only these variants (repeatable)")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--root", default=".", type=click.Path(file_okay=False), help="project root")
-@click.option("--work", default=None, type=click.Path(file_okay=False),
-              help="scratch folder for the runs (default: tmp/select/NAME; a rerun resumes from it)")
-def select_cmd(name: str, grid_specs: tuple[str, ...], sets: tuple[str, ...], dimensions: tuple[str, ...],
-               variants: tuple[str, ...], params_path: str, root: str, work: str | None) -> None:
+@click.option(
+    "--work",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="scratch folder for the runs (default: tmp/select/NAME; a rerun resumes from it)",
+)
+def select_cmd(
+    name: str,
+    grid_specs: tuple[str, ...],
+    sets: tuple[str, ...],
+    dimensions: tuple[str, ...],
+    variants: tuple[str, ...],
+    params_path: str,
+    root: str,
+    work: str | None,
+) -> None:
     """Choose settings on the validation split: fine-tune the grid's cells once per candidate and write
     selection/NAME.json (the mean validation MSE of each candidate, and the winner), which the report reads.
 
@@ -243,20 +271,29 @@ def select_cmd(name: str, grid_specs: tuple[str, ...], sets: tuple[str, ...], di
     """
 
     def work_() -> None:
-        from .config import load_params
-        from .selection import parse_grid, select
-
         def on_cell(cand: str, cell: str, result: dict, reused: bool) -> None:
-            click.echo(f"select {name}: {cand} {cell}: validation MSE {result['validation_mse']:.5f} "
-                       f"(prior {result['validation_prior_mse']:.5f}){' (kept from an earlier run)' if reused else ''}")
+            click.echo(
+                f"select {name}: {cand} {cell}: validation MSE {result['validation_mse']:.5f} "
+                f"(prior {result['validation_prior_mse']:.5f}){' (kept from an earlier run)' if reused else ''}"
+            )
 
-        rec = select(load_params(Path(root) / params_path), name, parse_grid(grid_specs), root=Path(root),
-                     work=Path(work) if work else None, sets=sets or None, dimensions=dimensions or None,
-                     variants=variants or None, on_cell=on_cell)
+        rec = select(
+            load_params(Path(root) / params_path),
+            name,
+            parse_grid(grid_specs),
+            root=Path(root),
+            work=Path(work) if work else None,
+            sets=sets or None,
+            dimensions=dimensions or None,
+            variants=variants or None,
+            on_cell=on_cell,
+        )
         for c in rec["candidates"]:
-            click.echo(f"  {c['params']}: mean validation MSE {c['mean_validation_mse']:.5f} "
-                       f"(prior {c['mean_validation_prior_mse']:.5f}; beats the prior in {c['beats_prior']} of "
-                       f"{len(rec['cells'])} cells)")
+            click.echo(
+                f"  {c['params']}: mean validation MSE {c['mean_validation_mse']:.5f} "
+                f"(prior {c['mean_validation_prior_mse']:.5f}; beats the prior in {c['beats_prior']} of "
+                f"{len(rec['cells'])} cells)"
+            )
         click.echo(f"select {name}: chosen {rec['chosen']} -> selection/{name}.json")
 
     run_stage("select", work_)

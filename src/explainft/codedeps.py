@@ -29,6 +29,12 @@ other deps and every other line stay as they are. Other deps (data, models, gold
 non-``.py`` file) are neither compared nor touched. ``foreach`` (``do:``) and ``matrix`` stages are read as
 templates: their command and code deps do not depend on the item.
 
+Stages may share one definition through YAML anchors and merge keys (``finetune: &finetune`` ...,
+``finetune_ablation: {<<: *finetune, matrix: ...}``): each stage is compared with the deps it resolves to, so
+``--check`` covers every stage, and :func:`write` rewrites a shared ``deps`` list once, in the block of the
+stage where it is written (where the ``cmd`` is, if the shared definition has no ``deps``). The stages that
+share a list must run the same code; otherwise writing is an error naming them.
+
 :func:`prune_lock` removes the dvc.lock entries of stages that dvc.yaml and params.yaml no longer define
 (a renamed matrix leaves its old entries behind); the defined names come from DVC's own index.
 """
@@ -42,6 +48,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
 from .errors import ExplainftError
+from .fsutil import atomic_open
 
 PACKAGE = "explainft"
 PACKAGE_DIR = PurePosixPath("src") / PACKAGE
@@ -76,8 +83,10 @@ class ImportGraph:
         self.root = Path(root).resolve()
         pkg = self.root / PACKAGE_DIR
         if not (pkg / "__init__.py").is_file():
-            raise CodeDepsError(f"{pkg}/__init__.py not found: the project root {self.root} must hold the "
-                                f"{PACKAGE} package in {PACKAGE_DIR}/")
+            raise CodeDepsError(
+                f"{pkg}/__init__.py not found: the project root {self.root} must hold the "
+                f"{PACKAGE} package in {PACKAGE_DIR}/"
+            )
         self.modules: dict[str, _Module] = {}
         for path in sorted(pkg.rglob("*.py")):
             if "__pycache__" in path.parts:
@@ -88,7 +97,8 @@ class ImportGraph:
                 parts.pop()
             self.modules[".".join(parts)] = _Module(".".join(parts), path, is_package)
         self.stage_modules: dict[str, _Module] = {
-            p.stem: _Module(p.stem, p, False) for p in sorted((self.root / STAGES_DIR).glob("*.py"))}
+            p.stem: _Module(p.stem, p, False) for p in sorted((self.root / STAGES_DIR).glob("*.py"))
+        }
         self._imports: dict[Path, set[_Module]] = {}
 
     def rel(self, path: Path) -> str:
@@ -166,8 +176,10 @@ class _ModuleImports:
         if not self.is_project(name):
             return
         if self.lookup(name) is None:
-            raise CodeDepsError(f"{self.where}:{line}: imports {name}, which is no module of the project "
-                                f"(no {name.replace('.', '/')}.py or package); fix the import")
+            raise CodeDepsError(
+                f"{self.where}:{line}: imports {name}, which is no module of the project "
+                f"(no {name.replace('.', '/')}.py or package); fix the import"
+            )
         parts = name.split(".")
         for i in range(1, len(parts) + 1):
             if (m := self.lookup(".".join(parts[:i]))) is not None:
@@ -176,13 +188,17 @@ class _ModuleImports:
     def relative_base(self, level: int, module: str | None, line: int) -> str:
         package = self.module.package
         if self.module.name == "__main__" or (self.in_stages and not package):
-            raise CodeDepsError(f"{self.where}:{line}: relative import in a script run as `python stages/...` "
-                                f"(it has no package); import {PACKAGE}.<module> instead")
+            raise CodeDepsError(
+                f"{self.where}:{line}: relative import in a script run as `python stages/...` "
+                f"(it has no package); import {PACKAGE}.<module> instead"
+            )
         parts = package.split(".")
         if level - 1 >= len(parts):
-            raise CodeDepsError(f"{self.where}:{line}: relative import goes {level} levels up from {package}, "
-                                f"beyond the top-level package")
-        base = ".".join(parts[:len(parts) - (level - 1)])
+            raise CodeDepsError(
+                f"{self.where}:{line}: relative import goes {level} levels up from {package}, "
+                f"beyond the top-level package"
+            )
+        base = ".".join(parts[: len(parts) - (level - 1)])
         return f"{base}.{module}" if module else base
 
     def add_from(self, node: ast.ImportFrom) -> None:
@@ -202,19 +218,25 @@ class _ModuleImports:
         if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
             name = arg.value
             if name.startswith("."):
-                anchor = call.args[1] if len(call.args) > 1 else next(
-                    (k.value for k in call.keywords if k.arg == "package"), None)
+                anchor = (
+                    call.args[1]
+                    if len(call.args) > 1
+                    else next((k.value for k in call.keywords if k.arg == "package"), None)
+                )
                 if not (isinstance(anchor, ast.Name) and anchor.id in ("__name__", "__package__")):
-                    raise CodeDepsError(f"{self.where}:{line}: relative import_module({name!r}) without "
-                                        f"package=__name__ or __package__; the analysis cannot resolve it")
+                    raise CodeDepsError(
+                        f"{self.where}:{line}: relative import_module({name!r}) without "
+                        f"package=__name__ or __package__; the analysis cannot resolve it"
+                    )
                 level = len(name) - len(name.lstrip("."))
                 start = self.own_package(anchor.id, line)
                 parts = start.split(".")
                 if level - 1 >= len(parts):
-                    raise CodeDepsError(f"{self.where}:{line}: import_module({name!r}) goes beyond the "
-                                        f"top-level package")
+                    raise CodeDepsError(
+                        f"{self.where}:{line}: import_module({name!r}) goes beyond the top-level package"
+                    )
                 rest = name[level:]
-                base = ".".join(parts[:len(parts) - (level - 1)])
+                base = ".".join(parts[: len(parts) - (level - 1)])
                 name = f"{base}.{rest}" if rest else base
             self.add_absolute(name, line)
             return
@@ -223,8 +245,9 @@ class _ModuleImports:
             raise CodeDepsError(
                 f"{self.where}:{line}: dynamic import with a computed module name: the code-dependency analysis "
                 f"cannot tell which module it loads. Use a literal name, or "
-                f"import_module(f\"{{__name__}}.{{...}}\") for a module of this package (which counts as "
-                f"importing all of them)")
+                f'import_module(f"{{__name__}}.{{...}}") for a module of this package (which counts as '
+                f"importing all of them)"
+            )
         for m in self.graph.package_modules(self.own_package(package, line)):
             self.found.add(m)
         self.add_absolute(self.own_package(package, line), line)  # its parents' __init__ files
@@ -232,11 +255,14 @@ class _ModuleImports:
     def own_package(self, dunder: str, line: int) -> str:
         """The package ``__name__`` or ``__package__`` denotes in this module."""
         if self.module.name == "__main__" or not self.module.name.startswith(PACKAGE):
-            raise CodeDepsError(f"{self.where}:{line}: {dunder} in a stage script is not a package; "
-                                f"import {PACKAGE}.<module> by name")
+            raise CodeDepsError(
+                f"{self.where}:{line}: {dunder} in a stage script is not a package; import {PACKAGE}.<module> by name"
+            )
         if dunder == "__name__" and not self.module.is_package:
-            raise CodeDepsError(f"{self.where}:{line}: f\"{{__name__}}.…\" in a module that is not a package "
-                                f"names no module; use {{__package__}} or move the registry to __init__.py")
+            raise CodeDepsError(
+                f'{self.where}:{line}: f"{{__name__}}.…" in a module that is not a package '
+                f"names no module; use {{__package__}} or move the registry to __init__.py"
+            )
         return self.module.package
 
     @staticmethod
@@ -245,9 +271,16 @@ class _ModuleImports:
         if not isinstance(arg, ast.JoinedStr) or len(arg.values) < 2:
             return None
         head, dot = arg.values[0], arg.values[1]
-        if (isinstance(head, ast.FormattedValue) and head.conversion == -1 and head.format_spec is None
-                and isinstance(head.value, ast.Name) and head.value.id in ("__name__", "__package__")
-                and isinstance(dot, ast.Constant) and isinstance(dot.value, str) and dot.value.startswith(".")):
+        if (
+            isinstance(head, ast.FormattedValue)
+            and head.conversion == -1
+            and head.format_spec is None
+            and isinstance(head.value, ast.Name)
+            and head.value.id in ("__name__", "__package__")
+            and isinstance(dot, ast.Constant)
+            and isinstance(dot.value, str)
+            and dot.value.startswith(".")
+        ):
             return head.value.id
         return None
 
@@ -305,13 +338,16 @@ def stage_script(name: str, body: dict, dvc_yaml: Path) -> str:
     cmd = body.get("cmd")
     m = _CMD.match(cmd.strip()) if isinstance(cmd, str) else None
     if m is None:
-        raise CodeDepsError(f"{dvc_yaml}: stage {name}: cmd {cmd!r} is not `python stages/<name>.py ...`; "
-                            f"the code-dependency analysis knows only that form")
+        raise CodeDepsError(
+            f"{dvc_yaml}: stage {name}: cmd {cmd!r} is not `python stages/<name>.py ...`; "
+            f"the code-dependency analysis knows only that form"
+        )
     return m["script"]
 
 
-def stage_code(dvc_yaml: str | Path, names: Iterable[str] | None = None,
-               graph: ImportGraph | None = None) -> dict[str, list[str]]:
+def stage_code(
+    dvc_yaml: str | Path, names: Iterable[str] | None = None, graph: ImportGraph | None = None
+) -> dict[str, list[str]]:
     """{stage: the project files its command runs}, for every stage of dvc.yaml (or those in ``names``)."""
     dvc_yaml = Path(dvc_yaml)
     stages = _stages(dvc_yaml)
@@ -374,8 +410,11 @@ def drift(stage: str, computed: list[str], deps: list, root: Path) -> Drift:
             (covered.add if dep in wanted else extra.append)(dep)
             continue
         folder = root / dep
-        files = {p.relative_to(root).as_posix() for p in folder.rglob("*.py") if "__pycache__" not in p.parts} \
-            if folder.is_dir() else set()
+        files = (
+            {p.relative_to(root).as_posix() for p in folder.rglob("*.py") if "__pycache__" not in p.parts}
+            if folder.is_dir()
+            else set()
+        )
         if files and files <= wanted:
             covered |= files
         else:
@@ -383,8 +422,7 @@ def drift(stage: str, computed: list[str], deps: list, root: Path) -> Drift:
     return Drift(stage, tuple(computed), tuple(declared), tuple(sorted(wanted - covered)), tuple(sorted(extra)))
 
 
-def compare(dvc_yaml: str | Path, names: Iterable[str] | None = None,
-            graph: ImportGraph | None = None) -> list[Drift]:
+def compare(dvc_yaml: str | Path, names: Iterable[str] | None = None, graph: ImportGraph | None = None) -> list[Drift]:
     """Each stage's (or each named stage's) declared code deps against its computed ones, in dvc.yaml order."""
     dvc_yaml = Path(dvc_yaml)
     stages = _stages(dvc_yaml)
@@ -402,6 +440,8 @@ def render(code: dict[str, list[str]]) -> str:
 
 
 _TOP_STAGES = re.compile(r"^stages:\s*(#.*)?$")
+_HEAD = re.compile(r"^\s*(?P<key>[^\s#][^#]*?)\s*:(?:\s|$)")  # `  name:`, then maybe `&anchor`, a value, a comment
+_DEPS_KEY = re.compile(r"^\s+deps:\s*(&\S+\s*)?(#.*)?$")  # `deps:`, maybe anchored, its items below
 _ITEM = re.compile(r"^(?P<indent>\s*)- (?P<rest>.*?)\s*$")
 _COMMENT = re.compile(r"(\s+#.*)$")
 
@@ -432,37 +472,49 @@ def _stage_blocks(lines: list[str], where: Path) -> dict[str, tuple[int, int]]:
     heads = [i for i in range(start + 1, end) if not _is_filler(lines[i]) and _indent(lines[i]) == width]
     blocks = {}
     for k, i in enumerate(heads):
-        key = yaml.safe_load(lines[i])
-        if not isinstance(key, dict) or len(key) != 1:
+        try:
+            key = yaml.safe_load(m["key"]) if (m := _HEAD.match(lines[i])) else None
+        except yaml.YAMLError:
+            key = None
+        if key is None or isinstance(key, (dict, list)):
             raise CodeDepsError(f"{where}:{i + 1}: expected a stage name and a colon, got {lines[i].strip()!r}")
-        blocks[str(next(iter(key)))] = (i, heads[k + 1] if k + 1 < len(heads) else end)
+        blocks[str(key)] = (i, heads[k + 1] if k + 1 < len(heads) else end)
     return blocks
 
 
-def _rewrite_stage(lines: list[str], span: tuple[int, int], stage: str, files: list[str], root: Path,
-                   where: Path) -> list[str]:
+def _rewrite_stage(
+    lines: list[str], span: tuple[int, int], stage: str, files: list[str], root: Path, where: Path
+) -> list[str]:
     """The stage's lines with its code deps replaced by ``files`` (see :func:`write`)."""
     import yaml
 
     lo, hi = span
     body = lines[lo:hi]
-    keys = [i for i, line in enumerate(body) if re.match(r"^\s+deps:\s*(#.*)?$", line)]
+    keys = [i for i, line in enumerate(body) if _DEPS_KEY.match(line)]
     if len(keys) > 1:
         raise CodeDepsError(f"{where}:{lo + keys[1] + 1}: stage {stage} has more than one deps: key")
     if not keys:
+        if odd := [i for i, line in enumerate(body) if re.match(r"^\s+deps:", line)]:
+            raise CodeDepsError(
+                f"{where}:{lo + odd[0] + 1}: stage {stage}: {body[odd[0]].strip()!r} is no `deps:` "
+                f"key with its list below it; write the list there"
+            )
         cmds = [i for i, line in enumerate(body) if re.match(r"^\s+cmd:\s*\S", line)]
         if len(cmds) != 1:
-            raise CodeDepsError(f"{where}:{lo + 1}: stage {stage} has no deps: key and no one-line cmd: to put "
-                                f"one after; add `deps:` to it")
+            raise CodeDepsError(
+                f"{where}:{lo + 1}: stage {stage} has no deps: key and no one-line cmd: to put "
+                f"one after; add `deps:` to it"
+            )
         at = cmds[0] + 1
         pad = " " * _indent(body[cmds[0]])
         return body[:at] + [f"{pad}deps:\n"] + [f"{pad}  - {f}\n" for f in files] + body[at:]
     key = keys[0]
     key_indent = _indent(body[key])
-    stop = next((j for j in range(key + 1, len(body)) if not _is_filler(body[j]) and _indent(body[j]) <= key_indent),
-                len(body))
+    stop = next(
+        (j for j in range(key + 1, len(body)) if not _is_filler(body[j]) and _indent(body[j]) <= key_indent), len(body)
+    )
     item_indent = None
-    out = body[:key + 1]
+    out = body[: key + 1]
     insert_at = None
     comments: dict[str, str] = {}
     j = key + 1
@@ -472,8 +524,9 @@ def _rewrite_stage(lines: list[str], span: tuple[int, int], stage: str, files: l
         if m and (item_indent is None or len(m["indent"]) == item_indent):
             item_indent = len(m["indent"])
             # the item's continuation lines (a dep given as a mapping) go with it
-            nxt = next((k for k in range(j + 1, stop) if not _is_filler(body[k]) and _indent(body[k]) <= item_indent),
-                       stop)
+            nxt = next(
+                (k for k in range(j + 1, stop) if not _is_filler(body[k]) and _indent(body[k]) <= item_indent), stop
+            )
             value = yaml.safe_load(m["rest"]) if m["rest"] else None
             if nxt == j + 1 and is_code_dep(value, root):
                 if (c := _COMMENT.search(m["rest"])) is not None:
@@ -497,6 +550,76 @@ def _rewrite_stage(lines: list[str], span: tuple[int, int], stage: str, files: l
     return out[:insert_at] + new + out[insert_at:] + body[stop:]
 
 
+def _entry(mapping: Any, key: str) -> tuple[Any, Any] | None:
+    """(key node, value node) of ``key`` in a composed YAML mapping, following merge keys (``<<``) as YAML does:
+    the mapping's own keys first, then the merged mappings in order. None if absent (or not a mapping)."""
+    import yaml
+
+    if not isinstance(mapping, yaml.MappingNode):
+        return None
+    merged = []
+    for k, v in mapping.value:
+        if k.tag == "tag:yaml.org,2002:merge":
+            merged.extend(v.value if isinstance(v, yaml.SequenceNode) else [v])
+        elif isinstance(k, yaml.ScalarNode) and k.value == key:
+            return k, v
+    return next((found for m in merged if (found := _entry(m, key)) is not None), None)
+
+
+def _value(mapping: Any, key: str) -> Any:
+    found = _entry(mapping, key)
+    return found[1] if found else None
+
+
+def deps_owners(dvc_yaml: str | Path, text: str | None = None) -> dict[str, str]:
+    """{stage: the stage in whose block of dvc.yaml its ``deps`` list is written}, for every stage.
+
+    A stage is its own owner unless it takes its ``deps`` from another stage's definition through a YAML anchor
+    (``deps: *code``) or a merge key (``<<: *finetune``); then the owner is the stage where the list is written.
+    A stage that resolves to no ``deps`` is owned where its ``cmd`` is (:func:`write` puts a new ``deps:`` there).
+    """
+    import yaml
+
+    dvc_yaml = Path(dvc_yaml)
+    text = dvc_yaml.read_text(encoding="utf-8") if text is None else text
+    lines = text.splitlines(keepends=True)
+    blocks = _stage_blocks(lines, dvc_yaml)
+    try:
+        doc = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        raise CodeDepsError(f"{dvc_yaml}: not valid YAML: {e}") from None
+    stages = _value(doc, "stages")
+    if not isinstance(stages, yaml.MappingNode):
+        raise CodeDepsError(f"{dvc_yaml}: no stages: mapping")
+    owners = {}
+    for key, stage in stages.value:
+        name = str(key.value)
+        body = _value(stage, "do") if _entry(stage, "foreach") is not None else stage
+        deps = _entry(body, "deps")
+        if deps is None:  # no deps: one goes beside the cmd
+            where = _entry(body, "cmd")
+        elif isinstance(deps[1], yaml.SequenceNode) and not deps[1].flow_style:
+            where = deps[1]  # the list's lines (with an alias, where the anchored list is written)
+        elif deps[1].tag == "tag:yaml.org,2002:null":
+            where = deps  # an empty `deps:`
+        else:
+            raise CodeDepsError(
+                f"{dvc_yaml}:{deps[1].start_mark.line + 1}: stage {name}: deps is not a block "
+                f"list (one `- path` line per dep); write it as one"
+            )
+        if isinstance(where, tuple):
+            where = where[0]
+        line = where.start_mark.line if where is not None else blocks.get(name, (-1, -1))[0]
+        owner = next((n for n, (lo, hi) in blocks.items() if lo <= line < hi), None)
+        if owner is None:
+            raise CodeDepsError(
+                f"{dvc_yaml}:{line + 1}: stage {name} takes its deps from outside the stages: "
+                f"section; define them in a stage (and share that stage's with an anchor)"
+            )
+        owners[name] = owner
+    return owners
+
+
 def _verify(old: Any, new_text: str, code: dict[str, list[str]], root: Path, where: Path) -> None:
     """The rewritten dvc.yaml parses, differs from the old one only in those stages' code deps, and checks clean."""
     import yaml
@@ -509,48 +632,77 @@ def _verify(old: Any, new_text: str, code: dict[str, list[str]], root: Path, whe
 
     def without_code(doc: Any, stages: dict[str, dict]) -> Any:
         for body in stages.values():
-            if "deps" in body:
-                body["deps"] = [d for d in _deps(body) if not is_code_dep(d, root)]
+            if kept := [d for d in _deps(body) if not is_code_dep(d, root)]:
+                body["deps"] = kept
+            else:  # no deps but code: the same as no deps key (write adds one where there was none)
+                body.pop("deps", None)
         return doc
 
-    bad = [d.describe() for n, files in code.items()
-           if not (d := drift(n, files, _deps(new_stages[n]), root)).ok or list(d.declared) != files]
+    bad = [
+        d.describe()
+        for n, files in code.items()
+        if not (d := drift(n, files, _deps(new_stages[n]), root)).ok or list(d.declared) != files
+    ]
     if without_code(old, old_stages) != without_code(new, new_stages) or bad:
-        raise CodeDepsError(f"{where}: rewriting the code deps would change more than them or leave them "
-                            f"incomplete ({'; '.join(bad) or 'other keys differ'}); the file was left as it was")
+        raise CodeDepsError(
+            f"{where}: rewriting the code deps would change more than them or leave them "
+            f"incomplete ({'; '.join(bad) or 'other keys differ'}); the file was left as it was"
+        )
 
 
-def write(dvc_yaml: str | Path, names: Iterable[str] | None = None,
-          graph: ImportGraph | None = None) -> list[str]:
+def write(dvc_yaml: str | Path, names: Iterable[str] | None = None, graph: ImportGraph | None = None) -> list[str]:
     """Rewrite the code deps of each stage (or each named stage) in dvc.yaml to the computed files, in place.
+
+    A ``deps`` list that several stages share (a YAML anchor or merge key, see :func:`deps_owners`) is rewritten
+    once, where it is written, and counts as the deps of every stage sharing it, named or not; the stages that
+    share it must run the same code.
 
     Text-level: in each stage's ``deps`` list the lines that are code deps are removed and the computed files
     (sorted) are inserted where the first of them was (at the top of the list if there was none); comments,
     other deps and all other lines are kept byte for byte. An inline comment on a kept file stays on its line;
     one on a dep that goes stays as a comment line where that dep was.
-    The result is parsed and checked before the file is replaced. Returns the stages whose code deps changed.
+    The result is parsed and checked before the file is replaced. Returns the stages whose code deps changed
+    (every stage sharing a changed list).
     """
-    from .fsutil import atomic_open
-
     dvc_yaml = Path(dvc_yaml)
     graph = graph or ImportGraph(dvc_yaml.parent)
     text = dvc_yaml.read_text(encoding="utf-8")
     old = _load_yaml(dvc_yaml)
     stages = _stages(dvc_yaml, old)
-    code = stage_code(dvc_yaml, names, graph)
-    changed = [n for n, files in code.items()
-               if [_norm(d) for d in _deps(stages[n]) if is_code_dep(d, graph.root)] != files]
+    selected = _select(stages, names, dvc_yaml)
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
     blocks = _stage_blocks(lines, dvc_yaml)
-    missing = [n for n in code if n not in blocks]
+    missing = [n for n in stages if n not in blocks]
     if missing:
-        raise CodeDepsError(f"{dvc_yaml}: stage {', '.join(missing)} not found as a line `  <name>:` under "
-                            f"`stages:`; write dvc.yaml's stages one per block")
-    for name in sorted(code, key=lambda n: blocks[n][0], reverse=True):  # bottom up: spans stay valid
-        lo, hi = blocks[name]
-        lines[lo:hi] = _rewrite_stage(lines, (lo, hi), name, code[name], graph.root, dvc_yaml)
+        raise CodeDepsError(
+            f"{dvc_yaml}: stage {', '.join(missing)} not found as a line `  <name>:` under "
+            f"`stages:`; write dvc.yaml's stages one per block"
+        )
+    # a deps list shared through an anchor or merge key is written once, in its owner's block, for every stage
+    # that shares it (selected or not): they must all run the same code
+    owners = deps_owners(dvc_yaml, text)
+    sharing: dict[str, list[str]] = {}
+    for n in stages:
+        sharing.setdefault(owners[n], []).append(n)
+    wanted = list(dict.fromkeys(owners[n] for n in selected))
+    code = stage_code(dvc_yaml, [n for n in stages if owners[n] in wanted], graph)
+    files_of: dict[str, list[str]] = {}
+    for owner in wanted:
+        variants = {tuple(code[n]) for n in sharing[owner]}
+        if len(variants) > 1:
+            raise CodeDepsError(
+                f"{dvc_yaml}: stages {', '.join(sharing[owner])} share the deps list written in "
+                f"stage {owner}, but their commands run different code; give each its own deps:"
+            )
+        files_of[owner] = list(variants.pop())
+    changed = [
+        n for n, files in code.items() if [_norm(d) for d in _deps(stages[n]) if is_code_dep(d, graph.root)] != files
+    ]
+    for owner in sorted(files_of, key=lambda n: blocks[n][0], reverse=True):  # bottom up: spans stay valid
+        lo, hi = blocks[owner]
+        lines[lo:hi] = _rewrite_stage(lines, (lo, hi), owner, files_of[owner], graph.root, dvc_yaml)
     new_text = "".join(lines)
     _verify(old, new_text, code, graph.root, dvc_yaml)
     if new_text != text:
@@ -573,8 +725,11 @@ def defined_stages(root: str | Path) -> set[str]:
     root = Path(root).resolve()
     try:
         with Repo(str(root)) as repo:
-            return {s.name for s in repo.index.stages
-                    if getattr(s, "name", None) and Path(s.path).resolve() == root / "dvc.yaml"}
+            return {
+                s.name
+                for s in repo.index.stages
+                if getattr(s, "name", None) and Path(s.path).resolve() == root / "dvc.yaml"
+            }
     except DvcException as e:
         raise CodeDepsError(f"{root}: DVC could not read the pipeline: {e}") from None
 
@@ -586,8 +741,6 @@ def prune_lock(root: str | Path) -> list[str]:
     parsed and checked (the same entries, less the orphans) before the file is replaced.
     """
     import yaml
-
-    from .fsutil import atomic_open
 
     root = Path(root)
     path = root / "dvc.lock"
@@ -608,8 +761,9 @@ def prune_lock(root: str | Path) -> list[str]:
     new_text = "".join(lines)
     expected = dict(old, stages={k: v for k, v in entries.items() if str(k) not in orphans})
     if yaml.safe_load(new_text) != expected:
-        raise CodeDepsError(f"{path}: removing {', '.join(orphans)} would change other entries; the file was "
-                            f"left as it was")
+        raise CodeDepsError(
+            f"{path}: removing {', '.join(orphans)} would change other entries; the file was left as it was"
+        )
     with atomic_open(path) as fh:
         fh.write(new_text)
     return orphans

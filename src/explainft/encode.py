@@ -1,4 +1,4 @@
-"""Token-level encoding of one training example (DESIGN.md, "Training target"; MEASURED.md §3).
+"""Token-level encoding of one training example (the training target of explainft.targets).
 
 ``encode_example`` turns an :class:`~explainft.records.Example` of a variant
 file into input ids and two label rows:
@@ -79,12 +79,12 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
+from .config.train import POSITIONS
 from .errors import ExplainftError
 from .records import Example
 from .targets import student_prompt, student_target
 
 IGNORE = -100
-POSITIONS = ("after", "before")
 ELLIPSIS = "…"
 _SCORE_CUE = "Score:"
 _EXPLANATION_CUE = "Explanation:"
@@ -208,8 +208,15 @@ def _encode_text(tokenizer: Any, example_id: str, prompt: str, target: str, digi
     eval_labels = [IGNORE] * len(ids)
     eval_labels[score_index] = ids[score_index]
     assert any(l != IGNORE for l in labels), f"example {example_id!r} has no supervised token"
-    return Encoded(id=example_id, input_ids=ids, attention_mask=[1] * len(ids), labels=labels,
-                   eval_labels=eval_labels, score_index=score_index, score_token_id=ids[score_index])
+    return Encoded(
+        id=example_id,
+        input_ids=ids,
+        attention_mask=[1] * len(ids),
+        labels=labels,
+        eval_labels=eval_labels,
+        score_index=score_index,
+        score_token_id=ids[score_index],
+    )
 
 
 def _tok(tokenizer: Any, token_id: int) -> str:
@@ -301,8 +308,9 @@ def encode_example(tokenizer: Any, example: Example, max_length: int, *, positio
     )
 
 
-def _cut_turn(ex: Example, index: int, *, keep: str, ok: Callable[[Example], bool],
-              length: Callable[[Example], int]) -> Example:
+def _cut_turn(
+    ex: Example, index: int, *, keep: str, ok: Callable[[Example], bool], length: Callable[[Example], int]
+) -> Example:
     """``ex`` with turn ``index`` cut to its longest fitting start or end (at least one character, marked "…")."""
     text = ex.turns[index].text.strip()
 
@@ -332,8 +340,9 @@ def _last_user(ex: Example) -> int:
 # --------------------------------------------------------------------------- many examples, batches
 
 
-def encode_all(tokenizer: Any, examples: Iterable[Example], max_length: int,
-               position: str = "after") -> tuple[list[Encoded], dict[str, Any]]:
+def encode_all(
+    tokenizer: Any, examples: Iterable[Example], max_length: int, position: str = "after"
+) -> tuple[list[Encoded], dict[str, Any]]:
     """Encode every example; stats = n, truncated, turns_dropped, max_length, mean_length (lengths with EOS)."""
     out = [encode_example(tokenizer, ex, max_length, position=position) for ex in examples]
     lengths = [len(e) for e in out]
@@ -358,8 +367,10 @@ def pad_id_for(tokenizer: Any) -> int:
 
 def score_token_ids(tokenizer: Any, example: Example, max_length: int, *, position: str = "after") -> tuple[int, ...]:
     """The ids of the score tokens for labels 1..5, found in context (as ``encode_example`` finds them)."""
-    ids = tuple(encode_example(tokenizer, dataclasses.replace(example, label=k), max_length,
-                               position=position).score_token_id for k in range(1, 6))
+    ids = tuple(
+        encode_example(tokenizer, dataclasses.replace(example, label=k), max_length, position=position).score_token_id
+        for k in range(1, 6)
+    )
     if len(set(ids)) != 5:
         raise EncodeError(f"the five score labels do not map to five distinct tokens: {ids}")
     return ids

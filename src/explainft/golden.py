@@ -60,7 +60,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from .annotate.base import PROMPT_VARIANTS
+from .config.annotate import PROMPT_VARIANTS
 from .errors import RecordError
 from .fsutil import atomic_open, write_json
 from .merge import SCORE_METHODS, normalise
@@ -89,8 +89,11 @@ Truth = dict[tuple[str, str], float]
 
 def _parse_ratings(raw: Any) -> dict[str, float]:
     if not isinstance(raw, dict):
-        raise RecordError("wrong_type", f"expected an object of dimension -> {{score, scale}}, got {type(raw).__name__}",
-                          field="ratings")
+        raise RecordError(
+            "wrong_type",
+            f"expected an object of dimension -> {{score, scale}}, got {type(raw).__name__}",
+            field="ratings",
+        )
     if not raw:
         raise RecordError("missing_field", "ratings is empty; give at least one dimension", field="ratings")
     out: dict[str, float] = {}
@@ -112,8 +115,9 @@ def _parse_ratings(raw: Any) -> dict[str, float]:
         if r["scale"] not in (4, 5):
             raise RecordError("bad_value", f"scale must be 4 or 5, got {r['scale']}", field=f"{f}.scale")
         if not 1 <= r["score"] <= r["scale"]:
-            raise RecordError("out_of_range", f"score {r['score']} is outside its scale 1..{r['scale']}",
-                              field=f"{f}.score")
+            raise RecordError(
+                "out_of_range", f"score {r['score']} is outside its scale 1..{r['scale']}", field=f"{f}.score"
+            )
         out[dim] = normalise(r["score"], r["scale"])
     return out
 
@@ -128,7 +132,9 @@ def parse_golden_line(obj: Any, dataset: str = "golden") -> tuple[Conversation, 
     try:
         extra = sorted(set(obj) - GOLDEN_KEYS)
         if extra:
-            raise RecordError("unknown_field", f"unknown key; allowed: {', '.join(sorted(GOLDEN_KEYS))}", field=extra[0])
+            raise RecordError(
+                "unknown_field", f"unknown key; allowed: {', '.join(sorted(GOLDEN_KEYS))}", field=extra[0]
+            )
         if "ratings" not in obj:
             raise RecordError("missing_field", "required field is missing", field="ratings")
         conv = Conversation.from_dict({k: v for k, v in obj.items() if k != "ratings"} | {"dataset": dataset})
@@ -142,8 +148,9 @@ def load_golden(path: str | Path, dataset: str = "golden") -> tuple[list[Convers
     """Read a golden JSONL file -> (conversations in file order, {(id, dimension): normalised human score})."""
     path = Path(path)
     if not path.is_file():
-        raise RecordError("missing_file", "golden file not found; supply one in the format of explainft.golden",
-                          file=path)
+        raise RecordError(
+            "missing_file", "golden file not found; supply one in the format of explainft.golden", file=path
+        )
     convs: list[Conversation] = []
     truth: Truth = {}
     first_line: dict[str, int] = {}
@@ -153,8 +160,14 @@ def load_golden(path: str | Path, dataset: str = "golden") -> tuple[list[Convers
         except RecordError as e:
             raise e.at(path, lineno)
         if conv.id in first_line:
-            raise RecordError("duplicate_id", f"id already used on line {first_line[conv.id]}", field="id",
-                              record=conv.id, file=path, line=lineno)
+            raise RecordError(
+                "duplicate_id",
+                f"id already used on line {first_line[conv.id]}",
+                field="id",
+                record=conv.id,
+                file=path,
+                line=lineno,
+            )
         first_line[conv.id] = lineno
         convs.append(conv)
         for dim, s in scores.items():
@@ -188,8 +201,9 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     return sxy / math.sqrt(sxx * syy)
 
 
-def compare(pred: Mapping[tuple[str, str], float], truth: Mapping[tuple[str, str], float],
-            dimension: str) -> dict[str, Any]:
+def compare(
+    pred: Mapping[tuple[str, str], float], truth: Mapping[tuple[str, str], float], dimension: str
+) -> dict[str, Any]:
     """MAE, MSE, Spearman, n, missing_prediction, not_in_golden of ``pred`` vs ``truth`` on one dimension."""
     keys_t = sorted(k for k in truth if k[1] == dimension)
     keys_p = {k for k in pred if k[1] == dimension}
@@ -222,8 +236,9 @@ def _ordered(keys: Iterable[str], first: Sequence[str]) -> list[str]:
     return [k for k in first if k in keys] + sorted(keys - set(first))
 
 
-def evaluate_golden(ratings: Sequence[Rating], items_by_method: Mapping[str, Sequence[Item]],
-                    truth: Mapping[tuple[str, str], float]) -> dict[str, Any]:
+def evaluate_golden(
+    ratings: Sequence[Rating], items_by_method: Mapping[str, Sequence[Item]], truth: Mapping[tuple[str, str], float]
+) -> dict[str, Any]:
     """Table 2 as data: ``{"prompts": {variant: {dim: metrics}}, "merges": {method: {dim: metrics}},
     "truth": {dim: n human ratings}, "ratings": {status: n}}``.
 
@@ -233,15 +248,21 @@ def evaluate_golden(ratings: Sequence[Rating], items_by_method: Mapping[str, Seq
     """
     ratings = list(ratings)
     per_prompt = prompt_predictions(ratings)
-    prompts = {v: {d: compare(per_prompt.get(v, {}), truth, d) for d in DIMENSIONS}
-               for v in _ordered(set(per_prompt) | set(PROMPT_VARIANTS), PROMPT_VARIANTS)}
+    prompts = {
+        v: {d: compare(per_prompt.get(v, {}), truth, d) for d in DIMENSIONS}
+        for v in _ordered(set(per_prompt) | set(PROMPT_VARIANTS), PROMPT_VARIANTS)
+    }
     merges = {}
     for method, items in items_by_method.items():
         pred: dict[tuple[str, str], float] = {}
         for it in items:
             if (it.id, it.dimension) in pred:
-                raise RecordError("duplicate_item", f"two items for {it.dimension} from merge method {method!r}",
-                                  record=it.id, field="dimension")
+                raise RecordError(
+                    "duplicate_item",
+                    f"two items for {it.dimension} from merge method {method!r}",
+                    record=it.id,
+                    field="dimension",
+                )
             pred[(it.id, it.dimension)] = it.score
         merges[method] = {d: compare(pred, truth, d) for d in DIMENSIONS}
     return {
@@ -264,8 +285,9 @@ def golden_table_markdown(results: Mapping[str, Any]) -> str:
     cols = [(d, m) for d in DIMENSIONS for m in ("mae", "mse")]
     header = "| Prompt or merge | " + " | ".join(f"{DIMENSION_LABELS[d]} {m.upper()}" for d, m in cols) + " |"
     lines = [header, "|---|" + "---:|" * len(cols)]
-    rows = [(k, results["prompts"][k]) for k in _ordered(results["prompts"], PROMPT_VARIANTS)] + \
-           [(k, results["merges"][k]) for k in _ordered(results["merges"], SCORE_METHODS)]
+    rows = [(k, results["prompts"][k]) for k in _ordered(results["prompts"], PROMPT_VARIANTS)] + [
+        (k, results["merges"][k]) for k in _ordered(results["merges"], SCORE_METHODS)
+    ]
     missing = []
     for key, per_dim in rows:
         lines.append(f"| {ROW_LABELS.get(key, key)} | " + " | ".join(_fmt(per_dim[d][m]) for d, m in cols) + " |")
@@ -273,9 +295,12 @@ def golden_table_markdown(results: Mapping[str, Any]) -> str:
             if per_dim[d]["missing_prediction"]:
                 missing.append(f"{ROW_LABELS.get(key, key)} / {d}: {per_dim[d]['missing_prediction']}")
     truth = results["truth"]
-    lines += ["", "MAE and MSE on scores normalised to [0, 1] against the golden set's human ratings "
-                  "(golden items per dimension: " + ", ".join(f"{d} {truth[d]}" for d in DIMENSIONS) + "). "
-                  "Spearman's rho and n per cell are in the metrics file."]
+    lines += [
+        "",
+        "MAE and MSE on scores normalised to [0, 1] against the golden set's human ratings "
+        "(golden items per dimension: " + ", ".join(f"{d} {truth[d]}" for d in DIMENSIONS) + "). "
+        "Spearman's rho and n per cell are in the metrics file.",
+    ]
     if missing:
         lines += ["", "Golden items without a prediction (not in the means): " + "; ".join(missing) + "."]
     return "\n".join(lines) + "\n"

@@ -80,14 +80,15 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from .annotate.base import PROMPT_VARIANTS, Backend, BackendError
+from .annotate.backends import make_backend
+from .annotate.base import Backend, BackendError
+from .annotate.prompts import build_judge_prompt, build_summary_prompt
+from .config.annotate import EXPLANATION_METHODS, PROMPT_VARIANTS, SCORE_METHODS, AnnotateConfig, MergeConfig
 from .errors import ConfigError, RecordError
 from .records import DIMENSIONS, Item, Rating
 
 log = logging.getLogger(__name__)
 
-SCORE_METHODS = ("average", "most_frequent", "llm")
-EXPLANATION_METHODS = ("extractive", "llm")
 SUMMARY_KINDS = ("assessment", "confidence")
 FALLBACK_KINDS = ("judge", "summary_assessment", "summary_confidence")
 LABELS = (1, 2, 3, 4, 5)
@@ -211,23 +212,27 @@ class ReplyError(ValueError):
 
 def _as_messages(obj: Any, where: str) -> list[dict[str, str]]:
     msgs = obj.messages() if callable(getattr(obj, "messages", None)) else obj
-    if (not isinstance(msgs, list) or not msgs
-            or not all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-                       for m in msgs)):
-        raise TypeError(f"{where} must return a Prompt or a non-empty list of {{role, content}} messages, got {obj!r:.200}")
+    if (
+        not isinstance(msgs, list)
+        or not msgs
+        or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in msgs
+        )
+    ):
+        raise TypeError(
+            f"{where} must return a Prompt or a non-empty list of {{role, content}} messages, got {obj!r:.200}"
+        )
     return [dict(m) for m in msgs]
 
 
 def judge_messages(dimension: str, ratings: Sequence[Rating]) -> list[dict[str, str]]:
     """The judge's chat for one item: ``explainft.annotate.prompts.build_judge_prompt(dimension, ratings)``."""
-    from .annotate.prompts import build_judge_prompt  # lazy: prompts is its own module with its own tests
 
     return _as_messages(build_judge_prompt(dimension, list(ratings)), "build_judge_prompt")
 
 
 def summary_messages(dimension: str, texts: Sequence[str], kind: str) -> list[dict[str, str]]:
     """The summariser's chat: ``explainft.annotate.prompts.build_summary_prompt(dimension, texts, kind)``."""
-    from .annotate.prompts import build_summary_prompt
 
     return _as_messages(build_summary_prompt(dimension, list(texts), kind), "build_summary_prompt")
 
@@ -238,7 +243,9 @@ def _json_object(text: Any, keys: set[str]) -> dict[str, Any]:
     try:
         obj = json.loads(text.strip())
     except json.JSONDecodeError as e:
-        raise ReplyError("bad_json", f"reply is not one JSON object: {e.msg} at column {e.colno}: {text[:120]!r}") from None
+        raise ReplyError(
+            "bad_json", f"reply is not one JSON object: {e.msg} at column {e.colno}: {text[:120]!r}"
+        ) from None
     if not isinstance(obj, dict):
         raise ReplyError("not_object", f"reply is JSON {type(obj).__name__}, not an object")
     missing = sorted(keys - set(obj))
@@ -288,22 +295,35 @@ class _Counts:
         log.warning("merge: %s failed for %s/%s (%s: %s); falling back", kind, item_id, dimension, reason, detail)
 
 
-def check_merge_params(score_method: str, explanation_method: str, min_valid: Any, judge: Backend | None,
-                       summariser: Backend | None, order: Any) -> None:
+def check_merge_params(
+    score_method: str,
+    explanation_method: str,
+    min_valid: Any,
+    judge: Backend | None,
+    summariser: Backend | None,
+    order: Any,
+) -> None:
     """Raise ConfigError naming the ``merge.*`` key of the first bad parameter."""
     if score_method not in SCORE_METHODS:
         raise ConfigError("merge.score", f"unknown score method {score_method!r}; known: {', '.join(SCORE_METHODS)}")
     if explanation_method not in EXPLANATION_METHODS:
-        raise ConfigError("merge.explanation",
-                          f"unknown explanation method {explanation_method!r}; known: {', '.join(EXPLANATION_METHODS)}")
+        raise ConfigError(
+            "merge.explanation",
+            f"unknown explanation method {explanation_method!r}; known: {', '.join(EXPLANATION_METHODS)}",
+        )
     if isinstance(min_valid, bool) or not isinstance(min_valid, int) or min_valid < 1:
         raise ConfigError("merge.min_valid", f"must be an integer >= 1, got {min_valid!r}")
     if score_method == "llm" and judge is None:
-        raise ConfigError("merge.judge", "score method 'llm' needs a judge backend; configure merge.judge "
-                                         "or choose merge.score: average")
+        raise ConfigError(
+            "merge.judge",
+            "score method 'llm' needs a judge backend; configure merge.judge or choose merge.score: average",
+        )
     if explanation_method == "llm" and summariser is None:
-        raise ConfigError("merge.summariser", "explanation method 'llm' needs a summariser backend; configure "
-                                              "merge.summariser or choose merge.explanation: extractive")
+        raise ConfigError(
+            "merge.summariser",
+            "explanation method 'llm' needs a summariser backend; configure "
+            "merge.summariser or choose merge.explanation: extractive",
+        )
     if order is not None and (not isinstance(order, (list, tuple)) or not all(isinstance(o, str) for o in order)):
         raise ConfigError("merge.order", f"must be a list of teacher names or 'teacher/prompt' pairs, got {order!r}")
 
@@ -317,17 +337,22 @@ def _group(ratings: Iterable[Rating]) -> tuple[dict[tuple[str, str], list[Rating
             raise TypeError(f"merge_ratings takes Rating records, got {type(r).__name__}")
         k = (r.id, r.dimension, r.teacher, r.prompt)
         if k in seen:
-            raise RecordError("duplicate_rating", f"a second rating by teacher {r.teacher!r} with prompt {r.prompt!r} "
-                                                  f"on {r.dimension}; annotate writes one per teacher and prompt",
-                              record=r.id, field="teacher/prompt")
+            raise RecordError(
+                "duplicate_rating",
+                f"a second rating by teacher {r.teacher!r} with prompt {r.prompt!r} "
+                f"on {r.dimension}; annotate writes one per teacher and prompt",
+                record=r.id,
+                field="teacher/prompt",
+            )
         seen.add(k)
         groups[(r.id, r.dimension)].append(r)
         status[r.dimension][r.status] += 1
     return groups, status
 
 
-async def _ask(backend: Backend, sem: asyncio.Semaphore, messages: list[dict[str, str]], counts: _Counts,
-               kind: str) -> str:
+async def _ask(
+    backend: Backend, sem: asyncio.Semaphore, messages: list[dict[str, str]], counts: _Counts, kind: str
+) -> str:
     async with sem:
         counts.calls[kind] += 1
         return await backend.acomplete(messages, None)
@@ -383,16 +408,28 @@ async def amerge_ratings(
                 parts = [getattr(r, kind).strip() for r in valid if getattr(r, kind).strip()]
                 if parts:
                     try:
-                        reply = await _ask(summariser, sems[id(summariser)], summary_messages(dim, parts, kind),
-                                           counts, f"summary_{kind}")
+                        reply = await _ask(
+                            summariser,
+                            sems[id(summariser)],
+                            summary_messages(dim, parts, kind),
+                            counts,
+                            f"summary_{kind}",
+                        )
                         texts[kind] = parse_summary_reply(reply)
                         continue
                     except (BackendError, ReplyError) as e:
                         reason = e.reason if isinstance(e, ReplyError) else "backend_error"
                         counts.fallback(f"summary_{kind}", dim, reason, item_id, str(e))
             texts[kind] = extractive_text(valid, score, kind, dedupe=dedupe_sentences)
-        return Item(id=item_id, dimension=dim, score=score, label=label, assessment=texts["assessment"],
-                    confidence=texts["confidence"], n_valid=len(valid))
+        return Item(
+            id=item_id,
+            dimension=dim,
+            score=score,
+            label=label,
+            assessment=texts["assessment"],
+            confidence=texts["confidence"],
+            n_valid=len(valid),
+        )
 
     jobs = []
     for item_id, dim in sorted(groups):  # (id, dimension name): the order Items come out in
@@ -415,10 +452,12 @@ async def amerge_ratings(
         "n_items": len(items),
         "n_items_by_dimension": {d: len(by_dim[d]) for d in dims_seen},
         "dropped_min_valid": {d: dropped[d] for d in dims_seen},
-        "label_distribution": {d: {str(lab): sum(1 for it in by_dim[d] if it.label == lab) for lab in LABELS}
-                               for d in dims_seen},
-        "mean_n_valid": {d: (sum(it.n_valid for it in by_dim[d]) / len(by_dim[d]) if by_dim[d] else None)
-                         for d in dims_seen},
+        "label_distribution": {
+            d: {str(lab): sum(1 for it in by_dim[d] if it.label == lab) for lab in LABELS} for d in dims_seen
+        },
+        "mean_n_valid": {
+            d: (sum(it.n_valid for it in by_dim[d]) / len(by_dim[d]) if by_dim[d] else None) for d in dims_seen
+        },
         "mean_n_valid_all": (sum(it.n_valid for it in items) / len(items)) if items else None,
         "ratings": {d: {s: status[d][s] for s in ("ok", "unparsable", "failed")} for d in dims_seen},
         "n_ratings": n_ratings,
@@ -448,6 +487,49 @@ def merge_ratings(
     the LLM calls (if any) on a fresh event loop with at most
     ``backend.concurrency`` requests in flight per backend.
     """
-    return asyncio.run(amerge_ratings(
-        ratings, score_method=score_method, explanation_method=explanation_method, min_valid=min_valid,
-        judge=judge, summariser=summariser, order=order, dedupe_sentences=dedupe_sentences))
+    return asyncio.run(
+        amerge_ratings(
+            ratings,
+            score_method=score_method,
+            explanation_method=explanation_method,
+            min_valid=min_valid,
+            judge=judge,
+            summariser=summariser,
+            order=order,
+            dedupe_sentences=dedupe_sentences,
+        )
+    )
+
+
+def merge_items(
+    ratings: list[Rating],
+    acfg: AnnotateConfig,
+    mcfg: MergeConfig,
+    *,
+    score_method: str | None = None,
+    explanation_method: str | None = None,
+) -> tuple[list[Item], dict]:
+    """Merge ratings into Items with the profile's merge settings (the keyword arguments override them); the llm
+    judge and summariser are the teachers ``merge.judge`` and ``merge.summariser`` name."""
+    method = score_method or mcfg.score
+    expl = explanation_method or mcfg.explanation
+    judge = make_backend(acfg.teacher(mcfg.judge, "merge.judge")) if method == "llm" else None
+    summariser = make_backend(acfg.teacher(mcfg.summariser, "merge.summariser")) if expl == "llm" else None
+    order = [f"{t.name}/{p}" for t in acfg.teachers for p in acfg.prompts]
+
+    async def go() -> tuple[list[Item], dict]:
+        try:
+            return await amerge_ratings(
+                ratings,
+                score_method=method,
+                explanation_method=expl,
+                min_valid=mcfg.min_valid,
+                judge=judge,
+                summariser=summariser,
+                order=order,
+            )
+        finally:  # close the clients in the loop that opened them
+            for b in {id(b): b for b in (judge, summariser) if b is not None}.values():
+                await b.aclose()
+
+    return asyncio.run(go())

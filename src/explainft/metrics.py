@@ -1,4 +1,4 @@
-"""Rating metrics and bootstrap intervals (pure numpy; DESIGN.md, "Records": Prediction).
+"""Rating metrics and bootstrap intervals (pure numpy, on the Prediction records of explainft.records).
 
 Scales. ``mae`` and ``mse`` are on the normalised [0, 1] scale (the paper's
 MAE/MSE are of that size); ``mae_1to5 = 4·mae`` and ``mse_1to5 = 16·mse``
@@ -188,8 +188,10 @@ def summary(preds: Sequence[Prediction], labels: Sequence[int] | None = None) ->
     for p in preds:
         for key in ("model", "test_set", "dimension"):
             if getattr(p, key) != getattr(first, key):
-                raise ValueError(f"prediction {p.id!r} has {key} {getattr(p, key)!r}, but {first.id!r} has "
-                                 f"{getattr(first, key)!r}: summarise one model, test set and dimension at a time")
+                raise ValueError(
+                    f"prediction {p.id!r} has {key} {getattr(p, key)!r}, but {first.id!r} has "
+                    f"{getattr(first, key)!r}: summarise one model, test set and dimension at a time"
+                )
         if p.target is None:
             raise ValueError(f"prediction {p.id!r} has no target: metrics need gold scores")
         if p.id in seen:
@@ -249,8 +251,9 @@ def _check_boot(n_boot: int) -> None:
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
 
 
-def paired_bootstrap(err_a: Any, err_b: Any, *, n_boot: int = 2000, seed: int = 0,
-                     ci: float = 0.95) -> dict[str, float]:
+def paired_bootstrap(
+    err_a: Any, err_b: Any, *, n_boot: int = 2000, seed: int = 0, ci: float = 0.95
+) -> dict[str, float]:
     """Paired item bootstrap of ``mean(err_a) − mean(err_b)`` (see the module docstring)."""
     _check_boot(n_boot)
     _ci_bounds(ci)
@@ -272,15 +275,18 @@ def _by_seed(errs: Any, what: str) -> np.ndarray:
     return m
 
 
-def seed_bootstrap(errs_a_by_seed: Any, errs_b_by_seed: Any, *, n_boot: int = 2000, seed: int = 0,
-                   ci: float = 0.95) -> dict[str, float]:
+def seed_bootstrap(
+    errs_a_by_seed: Any, errs_b_by_seed: Any, *, n_boot: int = 2000, seed: int = 0, ci: float = 0.95
+) -> dict[str, float]:
     """Two-level bootstrap (seeds and items) of the mean-error difference; one seed each = paired_bootstrap."""
     _check_boot(n_boot)
     _ci_bounds(ci)
     a, b = _by_seed(errs_a_by_seed, "seed_bootstrap A"), _by_seed(errs_b_by_seed, "seed_bootstrap B")
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"seed_bootstrap: A has {a.shape[1]} items per seed, B {b.shape[1]}; both must be scored "
-                         "on the same items in the same order")
+        raise ValueError(
+            f"seed_bootstrap: A has {a.shape[1]} items per seed, B {b.shape[1]}; both must be scored "
+            "on the same items in the same order"
+        )
     n = a.shape[1]
     diff = float(a.mean() - b.mean())
     if a.shape[0] == 1 and b.shape[0] == 1:
@@ -324,13 +330,25 @@ def prior_probs(prior: float) -> tuple[float, float, float, float, float]:
     return tuple(probs)  # type: ignore[return-value]
 
 
-def prior_predictions(examples: Iterable[Any], prior: float, *, test_set: str,
-                      model: str = "prior") -> list[Prediction]:
+def prior_predictions(
+    examples: Iterable[Any], prior: float, *, test_set: str, model: str = "prior"
+) -> list[Prediction]:
     """The prior baseline's Prediction for each example (``id``, ``dimension``, ``score`` as target)."""
     probs = prior_probs(prior)
     argmax = int(np.argmax(probs)) + 1
-    out = [Prediction(id=ex.id, model=model, test_set=test_set, dimension=ex.dimension, probs=probs,
-                      expected=prior, argmax=argmax, target=ex.score) for ex in examples]
+    out = [
+        Prediction(
+            id=ex.id,
+            model=model,
+            test_set=test_set,
+            dimension=ex.dimension,
+            probs=probs,
+            expected=prior,
+            argmax=argmax,
+            target=ex.score,
+        )
+        for ex in examples
+    ]
     if not out:
         raise ValueError(f"test set {test_set!r} is empty: no prior predictions")
     return out

@@ -74,8 +74,16 @@ def _percent(n: int, total: int) -> str:
     return f"{100 * n // total}%" if total > 0 else "?%"
 
 
-def format_line(desc: str, n: int, total: int, unit: str, elapsed: float, *, initial: int = 0,
-                postfix: Mapping[str, Any] | None = None) -> str:
+def format_line(
+    desc: str,
+    n: int,
+    total: int,
+    unit: str,
+    elapsed: float,
+    *,
+    initial: int = 0,
+    postfix: Mapping[str, Any] | None = None,
+) -> str:
     """A progress line: count, share, rate of this run, elapsed time, ETA, postfix values."""
     parts = [f"{desc}: {n}/{total} {unit} ({_percent(n, total)})"]
     rate = format_rate(n - initial, elapsed, unit)
@@ -90,8 +98,17 @@ def format_line(desc: str, n: int, total: int, unit: str, elapsed: float, *, ini
     return ", ".join(parts) + _postfix(postfix)
 
 
-def format_final(desc: str, n: int, total: int, unit: str, elapsed: float, *, initial: int = 0,
-                 postfix: Mapping[str, Any] | None = None, stopped: bool = False) -> str:
+def format_final(
+    desc: str,
+    n: int,
+    total: int,
+    unit: str,
+    elapsed: float,
+    *,
+    initial: int = 0,
+    postfix: Mapping[str, Any] | None = None,
+    stopped: bool = False,
+) -> str:
     """The closing line: what was done, in how long, at what mean rate (``stopped`` when interrupted)."""
     resumed = f" (resumed at {initial})" if initial else ""
     if stopped:
@@ -137,8 +154,11 @@ def interval_from_env(env: Mapping[str, str] | None = None) -> float:
         if value < 0 or value != value:
             raise ValueError
     except ValueError:
-        warnings.warn(f"{ENV_INTERVAL}={raw!r} is not a number of seconds >= 0; using {DEFAULT_INTERVAL:g}",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"{ENV_INTERVAL}={raw!r} is not a number of seconds >= 0; using {DEFAULT_INTERVAL:g}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return DEFAULT_INTERVAL
     return value
 
@@ -179,8 +199,17 @@ class SilentProgress(Progress):
 class PlainProgress(Progress):
     """Plain lines, at most one per ``interval`` seconds, and a final line on close."""
 
-    def __init__(self, total: int, desc: str, unit: str, *, stream: TextIO, interval: float,
-                 clock: Callable[[], float] = time.monotonic, initial: int = 0):
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        unit: str,
+        *,
+        stream: TextIO,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+        initial: int = 0,
+    ):
         self.total, self.desc, self.unit, self.stream = int(total), desc, unit, stream
         self.interval, self.clock, self.initial, self.n = interval, clock, initial, initial
         self.postfix: dict[str, Any] = {}
@@ -208,8 +237,9 @@ class PlainProgress(Progress):
 
     def line(self, now: float | None = None) -> str:
         now = self.clock() if now is None else now
-        return format_line(self.desc, self.n, self.total, self.unit, now - self.start, initial=self.initial,
-                           postfix=self.postfix)
+        return format_line(
+            self.desc, self.n, self.total, self.unit, now - self.start, initial=self.initial, postfix=self.postfix
+        )
 
     def emit(self) -> None:
         if self.total > 0 and not self.closed:
@@ -220,8 +250,18 @@ class PlainProgress(Progress):
         if self.closed:
             return
         self.closed = True
-        self._write(format_final(self.desc, self.n, self.total, self.unit, self.clock() - self.start,
-                                 initial=self.initial, postfix=self.postfix, stopped=stopped))
+        self._write(
+            format_final(
+                self.desc,
+                self.n,
+                self.total,
+                self.unit,
+                self.clock() - self.start,
+                initial=self.initial,
+                postfix=self.postfix,
+                stopped=stopped,
+            )
+        )
 
 
 class BarProgress(Progress):
@@ -231,8 +271,16 @@ class BarProgress(Progress):
         from tqdm import tqdm
 
         self.postfix: dict[str, str] = {}
-        self.bar = tqdm(total=total, desc=desc, unit=f" {unit}" if unit else "it", file=stream, initial=initial,
-                        mininterval=0.5, dynamic_ncols=True, leave=True)
+        self.bar = tqdm(
+            total=total,
+            desc=desc,
+            unit=f" {unit}" if unit else "it",
+            file=stream,
+            initial=initial,
+            mininterval=0.5,
+            dynamic_ncols=True,
+            leave=True,
+        )
 
     @property
     def n(self) -> int:  # type: ignore[override]
@@ -252,9 +300,17 @@ class BarProgress(Progress):
         self.bar.close()
 
 
-def progress(total: int, desc: str, unit: str = "items", *, stream: TextIO | None = None,
-             interval: float | None = None, initial: int = 0, clock: Callable[[], float] = time.monotonic,
-             env: Mapping[str, str] | None = None) -> Progress:
+def progress(
+    total: int,
+    desc: str,
+    unit: str = "items",
+    *,
+    stream: TextIO | None = None,
+    interval: float | None = None,
+    initial: int = 0,
+    clock: Callable[[], float] = time.monotonic,
+    env: Mapping[str, str] | None = None,
+) -> Progress:
     """A progress reporter for ``total`` units of work (see the module docstring).
 
     ``stream`` defaults to ``sys.stderr`` (looked up now); ``initial`` is the count already done
@@ -266,8 +322,15 @@ def progress(total: int, desc: str, unit: str = "items", *, stream: TextIO | Non
         return SilentProgress(initial)
     if mode == "bar":
         return BarProgress(total, desc, unit, stream=stream, initial=initial)
-    return PlainProgress(total, desc, unit, stream=stream, initial=initial, clock=clock,
-                         interval=interval_from_env(env) if interval is None else interval)
+    return PlainProgress(
+        total,
+        desc,
+        unit,
+        stream=stream,
+        initial=initial,
+        clock=clock,
+        interval=interval_from_env(env) if interval is None else interval,
+    )
 
 
 @contextlib.contextmanager
@@ -308,12 +371,18 @@ def loss_postfix(logs: Mapping[str, Any]) -> dict[str, float]:
         elif key == "eval_loss":
             out["eval_loss"] = float(value)
         elif key.startswith("eval_") and key.endswith("_loss"):
-            out[key[len("eval_"):]] = float(value)
+            out[key[len("eval_") :]] = float(value)
     return out
 
 
-def training_callback(desc: str = "train", *, stream: TextIO | None = None, interval: float | None = None,
-                      clock: Callable[[], float] = time.monotonic, env: Mapping[str, str] | None = None):
+def training_callback(
+    desc: str = "train",
+    *,
+    stream: TextIO | None = None,
+    interval: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    env: Mapping[str, str] | None = None,
+):
     """A ``TrainerCallback`` reporting optimizer steps with :func:`progress` (unit ``steps``).
 
     Only on the main process (``state.is_world_process_zero``). Starts at ``on_train_begin``
@@ -335,8 +404,16 @@ def training_callback(desc: str = "train", *, stream: TextIO | None = None, inte
                 return
             if self.bar is not None:  # train() called again on the same trainer
                 self.bar.close()
-            self.bar = progress(int(state.max_steps or 0), desc, "steps", stream=stream, interval=interval,
-                                initial=int(state.global_step), clock=clock, env=env)
+            self.bar = progress(
+                int(state.max_steps or 0),
+                desc,
+                "steps",
+                stream=stream,
+                interval=interval,
+                initial=int(state.global_step),
+                clock=clock,
+                env=env,
+            )
             if self.losses:
                 self.bar.set_postfix(**self.losses)
 

@@ -67,8 +67,10 @@ class Provenance:
         elif self.commit is None:
             code = "inputs not committed yet (**dirty**: commit them, then `dvc repro`)"
         elif self.dirty:
-            code = (f"inputs at commit `{self.commit}` **with uncommitted changes** (dirty: commit them, then "
-                    "`dvc repro --force report`, before publishing)")
+            code = (
+                f"inputs at commit `{self.commit}` **with uncommitted changes** (dirty: commit them, then "
+                "`dvc repro --force report`, before publishing)"
+            )
         else:
             code = f"inputs at commit `{self.commit}` (clean)"
         lock = f"dvc.lock inputs sha256 `{self.inputs_sha256}`" if self.inputs_sha256 else "no dvc.lock"
@@ -101,8 +103,11 @@ def _entries(items: Any) -> list[str]:
 def _stage_bodies(dvc_yaml: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     """Stage name -> body (the ``do`` of a foreach, the body of a matrix stage, templates unresolved)."""
     stages = dvc_yaml.get("stages") or {}
-    return {name: (body.get("do") if isinstance(body.get("do"), Mapping) else body)
-            for name, body in stages.items() if isinstance(body, Mapping)}
+    return {
+        name: (body.get("do") if isinstance(body.get("do"), Mapping) else body)
+        for name, body in stages.items()
+        if isinstance(body, Mapping)
+    }
 
 
 def _params_files(body: Mapping[str, Any]) -> set[str]:
@@ -132,8 +137,12 @@ def read_dvc_yaml(root: Path) -> dict[str, Any]:
 
 
 def _outputs(dvc_yaml: Mapping[str, Any]) -> set[str]:
-    return {_static(p) for body in _stage_bodies(dvc_yaml).values()
-            for key in ("outs", "metrics", "plots") for p in _entries(body.get(key))}
+    return {
+        _static(p)
+        for body in _stage_bodies(dvc_yaml).values()
+        for key in ("outs", "metrics", "plots")
+        for p in _entries(body.get(key))
+    }
 
 
 def _source_deps(body: Mapping[str, Any], outputs: set[str]) -> set[str]:
@@ -170,13 +179,16 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 def _checked(p: subprocess.CompletedProcess, what: str, root: Path) -> str:
     if p.returncode != 0:
-        raise RuntimeError(f"`git {what}` failed in {root}: {p.stderr.strip()}; fix the repository (or build the "
-                           "report outside it) and rerun the report stage")
+        raise RuntimeError(
+            f"`git {what}` failed in {root}: {p.stderr.strip()}; fix the repository (or build the "
+            "report outside it) and rerun the report stage"
+        )
     return p.stdout
 
 
-def git_state(root: Path, commit_paths: Iterable[str], dirty_paths: Iterable[str]) \
-        -> tuple[bool, str | None, bool | None]:
+def git_state(
+    root: Path, commit_paths: Iterable[str], dirty_paths: Iterable[str]
+) -> tuple[bool, str | None, bool | None]:
     """``(a git checkout, last commit touching commit_paths, whether dirty_paths differ from HEAD)``; paths are
     relative to ``root``, and no paths means the whole work tree."""
     try:
@@ -185,13 +197,18 @@ def git_state(root: Path, commit_paths: Iterable[str], dirty_paths: Iterable[str
         return False, None, None
     if inside.returncode != 0 or inside.stdout.strip() != "true":
         return False, None, None
-    status = _checked(_git(root, "status", "--porcelain", "--untracked-files=all", "--", *dirty_paths),
-                      "status --porcelain -- <inputs>", root)
+    status = _checked(
+        _git(root, "status", "--porcelain", "--untracked-files=all", "--", *dirty_paths),
+        "status --porcelain -- <inputs>",
+        root,
+    )
     dirty = bool(status.strip())
     if _git(root, "rev-parse", "--verify", "--quiet", "HEAD").returncode != 0:
         return True, None, True  # no commit yet
-    commit = _checked(_git(root, "log", "-1", "--format=%H", "--", *commit_paths), "log -1 -- <inputs>",
-                      root).strip() or None
+    commit = (
+        _checked(_git(root, "log", "-1", "--format=%H", "--", *commit_paths), "log -1 -- <inputs>", root).strip()
+        or None
+    )
     return True, commit, dirty if commit is not None else True
 
 
@@ -231,10 +248,14 @@ def lock_inputs_sha256(root: Path, dvc_yaml: Mapping[str, Any], stage: str = REP
         p = str(dep.get("path", ""))
         return any(_overlap(p, o) for o in outputs) or _within(p, own)
 
-    digest = {n: {"deps": sorted((dict(d) for d in lock[n].get("deps") or [] if tracked(d)),
-                                 key=lambda d: d.get("path", "")),
-                  "params": lock[n].get("params") or {}}
-              for n in upstream_stages(lock, _entries(body.get("deps"))) if n != stage}
+    digest = {
+        n: {
+            "deps": sorted((dict(d) for d in lock[n].get("deps") or [] if tracked(d)), key=lambda d: d.get("path", "")),
+            "params": lock[n].get("params") or {},
+        }
+        for n in upstream_stages(lock, _entries(body.get("deps")))
+        if n != stage
+    }
     blob = json.dumps(digest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -247,5 +268,10 @@ def collect(root: Path, params: Mapping[str, Any]) -> Provenance:
     commit_paths = stage_inputs(dvc_yaml) if dvc_yaml else []
     dirty_paths = pipeline_inputs(dvc_yaml) if dvc_yaml else []
     git, commit, dirty = git_state(root, commit_paths, dirty_paths)
-    return Provenance(commit=commit, dirty=dirty, profile=str(params.get("profile", "unknown")),
-                      inputs_sha256=lock_inputs_sha256(root, dvc_yaml) if dvc_yaml else None, git=git)
+    return Provenance(
+        commit=commit,
+        dirty=dirty,
+        profile=str(params.get("profile", "unknown")),
+        inputs_sha256=lock_inputs_sha256(root, dvc_yaml) if dvc_yaml else None,
+        git=git,
+    )

@@ -1,4 +1,4 @@
-"""The pipeline's records, one schema module for all stages (see DESIGN.md).
+"""The pipeline's records, one schema module for all stages.
 
 Records are frozen dataclasses with ``to_dict``/``from_dict``. ``from_dict``
 checks every field's presence and type and raises :class:`RecordError` naming
@@ -161,8 +161,11 @@ def validate_conversation(c: Conversation) -> None:
             reason = "empty_response" if i == len(c.turns) - 1 else "empty_turn"
             raise err(reason, "turn text is empty", f"turns[{i}].text")
     if c.turns[-1].role != "assistant":
-        raise err("last_turn_not_response", "the last turn (the response to rate) must be an assistant turn",
-                  f"turns[{len(c.turns) - 1}].role")
+        raise err(
+            "last_turn_not_response",
+            "the last turn (the response to rate) must be an assistant turn",
+            f"turns[{len(c.turns) - 1}].role",
+        )
     if not any(t.role == "user" for t in c.turns):
         raise err("no_request", "conversation has no user turn before the response", "turns")
     if c.context is not None and not isinstance(c.context, str):
@@ -193,21 +196,43 @@ class Rating:
 
     def __post_init__(self) -> None:
         if self.dimension not in DIMENSIONS:
-            raise RecordError("bad_value", f"dimension {self.dimension!r} not in {DIMENSIONS}", field="dimension", record=self.id)
+            raise RecordError(
+                "bad_value", f"dimension {self.dimension!r} not in {DIMENSIONS}", field="dimension", record=self.id
+            )
         if self.scale not in (4, 5):
             raise RecordError("bad_value", f"scale must be 4 or 5, got {self.scale!r}", field="scale", record=self.id)
         if self.status not in RATING_STATUSES:
-            raise RecordError("bad_value", f"status {self.status!r} not in {RATING_STATUSES}", field="status", record=self.id)
+            raise RecordError(
+                "bad_value", f"status {self.status!r} not in {RATING_STATUSES}", field="status", record=self.id
+            )
         if self.status == "ok":
             if self.raw_score is None or not (1 <= self.raw_score <= self.scale):
-                raise RecordError("out_of_range", f"an ok rating needs a score in 1..{self.scale}, got {self.raw_score!r}",
-                                  field="raw_score", record=self.id)
+                raise RecordError(
+                    "out_of_range",
+                    f"an ok rating needs a score in 1..{self.scale}, got {self.raw_score!r}",
+                    field="raw_score",
+                    record=self.id,
+                )
         elif self.raw_score is not None:
-            raise RecordError("bad_value", "a rating that is not ok must have a null score", field="raw_score", record=self.id)
+            raise RecordError(
+                "bad_value", "a rating that is not ok must have a null score", field="raw_score", record=self.id
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in ("id", "dimension", "teacher", "prompt", "scale", "raw_score",
-                                            "assessment", "confidence", "status")}
+        d = {
+            k: getattr(self, k)
+            for k in (
+                "id",
+                "dimension",
+                "teacher",
+                "prompt",
+                "scale",
+                "raw_score",
+                "assessment",
+                "confidence",
+                "status",
+            )
+        }
         if self.error is not None:
             d["error"] = self.error
         return d
@@ -217,10 +242,15 @@ class Rating:
         if not isinstance(d, dict):
             raise RecordError("wrong_type", "a rating must be a JSON object")
         return cls(
-            id=_require(d, "id", str), dimension=_require(d, "dimension", str), teacher=_require(d, "teacher", str),
-            prompt=_require(d, "prompt", str), scale=_require(d, "scale", int),
-            raw_score=_require(d, "raw_score", int, optional=True), assessment=_require(d, "assessment", str),
-            confidence=_require(d, "confidence", str), status=_require(d, "status", str),
+            id=_require(d, "id", str),
+            dimension=_require(d, "dimension", str),
+            teacher=_require(d, "teacher", str),
+            prompt=_require(d, "prompt", str),
+            scale=_require(d, "scale", int),
+            raw_score=_require(d, "raw_score", int, optional=True),
+            assessment=_require(d, "assessment", str),
+            confidence=_require(d, "confidence", str),
+            status=_require(d, "status", str),
             error=_require(d, "error", str, optional=True),
         )
 
@@ -241,24 +271,33 @@ class Item:
 
     def __post_init__(self) -> None:
         if self.dimension not in DIMENSIONS:
-            raise RecordError("bad_value", f"dimension {self.dimension!r} not in {DIMENSIONS}", field="dimension", record=self.id)
+            raise RecordError(
+                "bad_value", f"dimension {self.dimension!r} not in {DIMENSIONS}", field="dimension", record=self.id
+            )
         object.__setattr__(self, "score", _unit_interval(self.score, "score"))
         if not 1 <= self.label <= 5:
-            raise RecordError("out_of_range", f"label must be in 1..5, got {self.label!r}", field="label", record=self.id)
+            raise RecordError(
+                "out_of_range", f"label must be in 1..5, got {self.label!r}", field="label", record=self.id
+            )
         if self.n_valid < 0:
             raise RecordError("out_of_range", "n_valid must be >= 0", field="n_valid", record=self.id)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("id", "dimension", "score", "label", "assessment", "confidence", "n_valid")}
+        return {
+            k: getattr(self, k) for k in ("id", "dimension", "score", "label", "assessment", "confidence", "n_valid")
+        }
 
     @classmethod
     def from_dict(cls, d: Any) -> "Item":
         if not isinstance(d, dict):
             raise RecordError("wrong_type", "an item must be a JSON object")
         return cls(
-            id=_require(d, "id", str), dimension=_require(d, "dimension", str),
-            score=float(_require(d, "score", (int, float))), label=_require(d, "label", int),
-            assessment=_require(d, "assessment", str), confidence=_require(d, "confidence", str),
+            id=_require(d, "id", str),
+            dimension=_require(d, "dimension", str),
+            score=float(_require(d, "score", (int, float))),
+            label=_require(d, "label", int),
+            assessment=_require(d, "assessment", str),
+            confidence=_require(d, "confidence", str),
             n_valid=_require(d, "n_valid", int),
         )
 
@@ -281,12 +320,18 @@ class Prediction:
     def __post_init__(self) -> None:
         probs = tuple(float(p) for p in self.probs)
         if len(probs) != 5 or any(not math.isfinite(p) or p < 0 for p in probs):
-            raise RecordError("bad_value", f"probs must be five finite non-negative numbers, got {self.probs!r}",
-                              field="probs", record=self.id)
+            raise RecordError(
+                "bad_value",
+                f"probs must be five finite non-negative numbers, got {self.probs!r}",
+                field="probs",
+                record=self.id,
+            )
         object.__setattr__(self, "probs", probs)
         object.__setattr__(self, "expected", _unit_interval(self.expected, "expected"))
         if not 1 <= self.argmax <= 5:
-            raise RecordError("out_of_range", f"argmax must be in 1..5, got {self.argmax!r}", field="argmax", record=self.id)
+            raise RecordError(
+                "out_of_range", f"argmax must be in 1..5, got {self.argmax!r}", field="argmax", record=self.id
+            )
         if self.target is not None:
             object.__setattr__(self, "target", _unit_interval(self.target, "target"))
 
@@ -301,10 +346,13 @@ class Prediction:
         if not isinstance(d, dict):
             raise RecordError("wrong_type", "a prediction must be a JSON object")
         return cls(
-            id=_require(d, "id", str), model=_require(d, "model", str), test_set=_require(d, "test_set", str),
+            id=_require(d, "id", str),
+            model=_require(d, "model", str),
+            test_set=_require(d, "test_set", str),
             dimension=_require(d, "dimension", str),
             probs=tuple(float(_require(d, f"p{k}", (int, float))) for k in range(1, 6)),  # type: ignore[arg-type]
-            expected=float(_require(d, "expected", (int, float))), argmax=_require(d, "argmax", int),
+            expected=float(_require(d, "expected", (int, float))),
+            argmax=_require(d, "argmax", int),
             target=_require(d, "target", (int, float), optional=True),
         )
 
@@ -338,34 +386,65 @@ class Example:
         if self.group is None and isinstance(self.id, str):
             object.__setattr__(self, "group", self.id)
         if self.dimension not in DIMENSIONS:
-            raise RecordError("bad_value", f"dimension {self.dimension!r} not in {DIMENSIONS}", field="dimension", record=self.id)
+            raise RecordError(
+                "bad_value", f"dimension {self.dimension!r} not in {DIMENSIONS}", field="dimension", record=self.id
+            )
         object.__setattr__(self, "score", _unit_interval(self.score, "score"))
         if not 1 <= self.label <= 5:
-            raise RecordError("out_of_range", f"label must be in 1..5, got {self.label!r}", field="label", record=self.id)
+            raise RecordError(
+                "out_of_range", f"label must be in 1..5, got {self.label!r}", field="label", record=self.id
+            )
         # the conversation obeys every Conversation rule
         self.conversation()
 
     def conversation(self) -> Conversation:
-        return Conversation(id=self.id, dataset=self.dataset, turns=self.turns, context=self.context,
-                            group=self.group)
+        return Conversation(id=self.id, dataset=self.dataset, turns=self.turns, context=self.context, group=self.group)
 
     @classmethod
     def of(cls, conv: Conversation, item: "Item") -> "Example":
         if conv.id != item.id:
             raise RecordError("id_mismatch", f"item {item.id!r} joined to conversation {conv.id!r}", record=item.id)
-        return cls(id=conv.id, dataset=conv.dataset, dimension=item.dimension, turns=conv.turns, score=item.score,
-                   label=item.label, assessment=item.assessment, confidence=item.confidence, context=conv.context,
-                   group=conv.group)
+        return cls(
+            id=conv.id,
+            dataset=conv.dataset,
+            dimension=item.dimension,
+            turns=conv.turns,
+            score=item.score,
+            label=item.label,
+            assessment=item.assessment,
+            confidence=item.confidence,
+            context=conv.context,
+            group=conv.group,
+        )
 
     def with_target(self, variant: str, explanation: str) -> "Example":
-        return Example(id=self.id, dataset=self.dataset, dimension=self.dimension, turns=self.turns, score=self.score,
-                       label=self.label, assessment=self.assessment, confidence=self.confidence,
-                       context=self.context, variant=variant, explanation=explanation, group=self.group)
+        return Example(
+            id=self.id,
+            dataset=self.dataset,
+            dimension=self.dimension,
+            turns=self.turns,
+            score=self.score,
+            label=self.label,
+            assessment=self.assessment,
+            confidence=self.confidence,
+            context=self.context,
+            variant=variant,
+            explanation=explanation,
+            group=self.group,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"id": self.id, "dataset": self.dataset, "group": self.group, "dimension": self.dimension,
-                             "turns": [t.to_dict() for t in self.turns], "score": self.score, "label": self.label,
-                             "assessment": self.assessment, "confidence": self.confidence}
+        d: dict[str, Any] = {
+            "id": self.id,
+            "dataset": self.dataset,
+            "group": self.group,
+            "dimension": self.dimension,
+            "turns": [t.to_dict() for t in self.turns],
+            "score": self.score,
+            "label": self.label,
+            "assessment": self.assessment,
+            "confidence": self.confidence,
+        }
         if self.context is not None:
             d["context"] = self.context
         if self.variant is not None:
@@ -377,13 +456,29 @@ class Example:
     def from_dict(cls, d: Any) -> "Example":
         if not isinstance(d, dict):
             raise RecordError("wrong_type", "an example must be a JSON object")
-        conv = Conversation.from_dict({"id": d.get("id"), "dataset": d.get("dataset"), "turns": d.get("turns"),
-                                       "context": d.get("context"), "group": d.get("group")})
-        return cls(id=conv.id, dataset=conv.dataset, dimension=_require(d, "dimension", str), turns=conv.turns,
-                   score=float(_require(d, "score", (int, float))), label=_require(d, "label", int),
-                   assessment=_require(d, "assessment", str), confidence=_require(d, "confidence", str),
-                   context=conv.context, variant=_require(d, "variant", str, optional=True),
-                   explanation=_require(d, "explanation", str, optional=True), group=conv.group)
+        conv = Conversation.from_dict(
+            {
+                "id": d.get("id"),
+                "dataset": d.get("dataset"),
+                "turns": d.get("turns"),
+                "context": d.get("context"),
+                "group": d.get("group"),
+            }
+        )
+        return cls(
+            id=conv.id,
+            dataset=conv.dataset,
+            dimension=_require(d, "dimension", str),
+            turns=conv.turns,
+            score=float(_require(d, "score", (int, float))),
+            label=_require(d, "label", int),
+            assessment=_require(d, "assessment", str),
+            confidence=_require(d, "confidence", str),
+            context=conv.context,
+            variant=_require(d, "variant", str, optional=True),
+            explanation=_require(d, "explanation", str, optional=True),
+            group=conv.group,
+        )
 
 
 R = TypeVar("R", Conversation, Rating, Item, Prediction, Example)
@@ -414,13 +509,17 @@ def iter_json_lines(path: str | Path) -> Iterator[tuple[int, Any]]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise RecordError("bad_encoding", f"not valid UTF-8 at byte {e.start}", file=path, line=lineno) from None
+                raise RecordError(
+                    "bad_encoding", f"not valid UTF-8 at byte {e.start}", file=path, line=lineno
+                ) from None
             if not text.strip():
                 continue
             try:
                 yield lineno, json.loads(text)
             except json.JSONDecodeError as e:
-                raise RecordError("bad_json", f"invalid JSON: {e.msg} at column {e.colno}", file=path, line=lineno) from None
+                raise RecordError(
+                    "bad_json", f"invalid JSON: {e.msg} at column {e.colno}", file=path, line=lineno
+                ) from None
 
 
 def read_jsonl(path: str | Path, cls: type[R]) -> Iterator[R]:

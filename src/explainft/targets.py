@@ -1,4 +1,4 @@
-"""What the student reads and writes: its prompt and its training target (DESIGN.md, "Training target").
+"""What the student reads and writes: its prompt and its training target.
 
 Prompt = the dimension's definition and the 1–5 rubric + the conversation,
 fenced as in the teacher prompts, ending in ``Score:``. Target = the score

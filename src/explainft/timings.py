@@ -38,8 +38,7 @@ def timings_path(root: Path, rel: str) -> Path:
 def split_timings(metrics: Mapping[str, Any], keys: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(metrics without keys, {key: value} of those present)``."""
     keys = set(keys)
-    return ({k: v for k, v in metrics.items() if k not in keys},
-            {k: v for k, v in metrics.items() if k in keys})
+    return ({k: v for k, v in metrics.items() if k not in keys}, {k: v for k, v in metrics.items() if k in keys})
 
 
 def write_timings(root: Path, rel: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,5 +57,7 @@ def read_timings(root: Path, rel: str) -> dict[str, Any]:
 
 
 def _rounded(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _rounded(v) if isinstance(v, Mapping) else round(v, 6) if isinstance(v, float) else v
-            for k, v in values.items()}
+    return {
+        k: _rounded(v) if isinstance(v, Mapping) else round(v, 6) if isinstance(v, float) else v
+        for k, v in values.items()
+    }

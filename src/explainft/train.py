@@ -1,4 +1,4 @@
-"""Fine-tuning with ``transformers.Trainer``: score-only evaluation loss, dvclive curves, resume (issue 5, items 4-6).
+"""Fine-tuning with ``transformers.Trainer``: score-only evaluation loss, dvclive curves, resume.
 
 :func:`finetune` trains a model the caller has prepared (LoRA-wrapped or
 full; see ``students.py``) on the encoded training examples
@@ -66,12 +66,11 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from .encode import IGNORE, POSITIONS, EncodeError, Encoded, collate, encode_all, pad_id_for, score_token_ids
-from .errors import ConfigError
+from .config.train import TrainConfig
+from .encode import IGNORE, Encoded, EncodeError, collate, encode_all, pad_id_for, score_token_ids
 from .progress import quiet_library_bars, training_callback
 from .records import Example
 
@@ -83,99 +82,6 @@ METRICS = "metrics.json"
 TIMING_KEYS = ("seconds", "train_seconds", "steps_per_second", "supervised_tokens_per_second")
 INITIAL_EVAL = "initial_eval.json"  # in CHECKPOINTS, so that a resumed run keeps its step-0 evaluation
 RUN = "RUN.json"  # in CHECKPOINTS: the fingerprint of the run that wrote them
-SCORE_TARGETS = ("hard", "soft")
-
-# --------------------------------------------------------------------------- config
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The ``train`` params section (validated by :func:`train_config`)."""
-
-    epochs: int = 3
-    learning_rate: float = 5e-5  # the paper's
-    batch_size: int = 8
-    grad_accum: int = 1
-    max_length: int = 512
-    seed: int = 0
-    eval_steps: int | None = None  # None: evaluate (and checkpoint) per epoch only
-    explanation_position: str = "after"
-    score_target: str = "hard"  # hard: the label's token (the paper's) | soft: two-hot on the score (see two_hot)
-    score_weight: float = 1.0  # the score token's weight in the training loss (1: every target token alike, the paper's)
-    group_by_length: bool = True
-    save_total_limit: int | None = 2
-    logging_steps: int = 10
-
-
-_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
-
-
-def train_config(params_section: Mapping[str, Any] | None, *, allow: Iterable[str] = ()) -> TrainConfig:
-    """Validate the ``train`` params section into a :class:`TrainConfig`; defaults for missing keys.
-
-    Keys that are neither TrainConfig fields nor in ``allow`` (keys another
-    module reads from the same section, e.g. ``method``, ``lora``) raise
-    ConfigError, so that a typo is never ignored. Errors name ``train.<key>``.
-    """
-    if params_section is None:
-        params_section = {}
-    if not isinstance(params_section, Mapping):
-        raise ConfigError("train", f"must be a mapping, got {type(params_section).__name__}")
-    allowed = set(allow)
-    unknown = sorted(k for k in params_section if k not in _FIELDS and k not in allowed)
-    if unknown:
-        raise ConfigError(f"train.{unknown[0]}", f"unknown key; known: {', '.join(sorted(_FIELDS | allowed))}")
-    p = {k: v for k, v in params_section.items() if k in _FIELDS}
-    d = TrainConfig()
-
-    def integer(key: str, *, minimum: int = 1, allow_none: bool = False) -> int | None:
-        v = p.get(key, getattr(d, key))
-        if v is None and allow_none:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ConfigError(f"train.{key}", f"expected an integer{' or null' if allow_none else ''}, got {v!r}")
-        if v < minimum:
-            raise ConfigError(f"train.{key}", f"must be >= {minimum}, got {v!r}")
-        return v
-
-    def positive(key: str, what: str) -> float:
-        v = p.get(key, getattr(d, key))
-        if isinstance(v, str):  # YAML reads "5e-5" (no dot) as a string
-            try:
-                v = float(v)
-            except ValueError:
-                raise ConfigError(f"train.{key}", f"expected a number, got {v!r}") from None
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise ConfigError(f"train.{key}", f"must be a positive finite number ({what}), got {v!r}")
-        return float(v)
-
-    lr = positive("learning_rate", "the paper's is 5e-5")
-    score_weight = positive("score_weight", "1 weighs the score token like every other target token, the paper's")
-    position = p.get("explanation_position", d.explanation_position)
-    if position not in POSITIONS:
-        raise ConfigError("train.explanation_position", f"must be one of {', '.join(POSITIONS)}, got {position!r}")
-    score_target = p.get("score_target", d.score_target)
-    if score_target not in SCORE_TARGETS:
-        raise ConfigError("train.score_target", f"must be one of {', '.join(SCORE_TARGETS)}, got {score_target!r}")
-    gbl = p.get("group_by_length", d.group_by_length)
-    if not isinstance(gbl, bool):
-        raise ConfigError("train.group_by_length", f"expected true or false, got {gbl!r}")
-    return TrainConfig(
-        epochs=integer("epochs"),
-        learning_rate=float(lr),
-        batch_size=integer("batch_size"),
-        grad_accum=integer("grad_accum"),
-        max_length=integer("max_length", minimum=8),
-        seed=integer("seed", minimum=0),
-        eval_steps=integer("eval_steps", allow_none=True),
-        explanation_position=position,
-        score_target=score_target,
-        score_weight=score_weight,
-        group_by_length=gbl,
-        save_total_limit=integer("save_total_limit", allow_none=True),
-        logging_steps=integer("logging_steps"),
-    )
-
 
 # --------------------------------------------------------------------------- data
 
@@ -186,9 +92,10 @@ def _dataset_cls():
     class EncodedDataset(torch.utils.data.Dataset):
         """Encoded examples as Trainer items: ``input_ids`` (for length grouping) and the Encoded itself."""
 
-        def __init__(self, encoded: Sequence[Encoded], *, split: str,
-                     score_weights: Sequence[tuple[float, ...]] | None = None):
-            for e in encoded:  # an all-masked example would be a silent zero loss (DESIGN.md): never let one in
+        def __init__(
+            self, encoded: Sequence[Encoded], *, split: str, score_weights: Sequence[tuple[float, ...]] | None = None
+        ):
+            for e in encoded:  # an all-masked example would be a silent zero loss: never let one in
                 if all(t == IGNORE for t in e.labels) or all(t == IGNORE for t in e.eval_labels):
                     raise EncodeError(f"{split}: example {e.id!r} has no supervised token; it cannot be trained on")
             if score_weights is not None and len(score_weights) != len(encoded):
@@ -285,15 +192,18 @@ def two_hot(score: float) -> tuple[float, ...]:
     return tuple(weights)
 
 
-def _soft_targets(tokenizer: Any, train: Sequence[Example], encoded: Sequence[Encoded],
-                  cfg: TrainConfig) -> tuple[list[tuple[float, ...]], tuple[int, ...]]:
+def _soft_targets(
+    tokenizer: Any, train: Sequence[Example], encoded: Sequence[Encoded], cfg: TrainConfig
+) -> tuple[list[tuple[float, ...]], tuple[int, ...]]:
     """Two-hot weights per training example, and the ids of the five score tokens (checked against each example)."""
     ids = score_token_ids(tokenizer, train[0], cfg.max_length, position=cfg.explanation_position)
     for ex, e in zip(train, encoded, strict=True):
         if e.score_token_id != ids[ex.label - 1]:
-            raise EncodeError(f"train: example {ex.id!r}: its score token (id {e.score_token_id}) is not the token of "
-                              f"label {ex.label} found on the first example (id {ids[ex.label - 1]}); the soft score "
-                              "target needs one token per label: use train.score_target: hard or another tokenizer")
+            raise EncodeError(
+                f"train: example {ex.id!r}: its score token (id {e.score_token_id}) is not the token of "
+                f"label {ex.label} found on the first example (id {ids[ex.label - 1]}); the soft score "
+                "target needs one token per label: use train.score_target: hard or another tokenizer"
+            )
     return [two_hot(ex.score) for ex in train], ids
 
 
@@ -337,8 +247,11 @@ def _trainer_cls():
         def _get_train_sampler(self, train_dataset=None):
             ds = train_dataset if train_dataset is not None else self.train_dataset
             if self.args.train_sampling_strategy == "group_by_length":
-                return Sampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                               lengths=[len(e) for e in ds.encoded], seed=self.args.data_seed)
+                return Sampler(
+                    self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                    lengths=[len(e) for e in ds.encoded],
+                    seed=self.args.data_seed,
+                )
             return super()._get_train_sampler(train_dataset)
 
         def _get_eval_sampler(self, eval_dataset):
@@ -365,13 +278,16 @@ def _trainer_cls():
             if not self.selected_logits or self.accelerator.num_processes > 1:
                 # DDP/FSDP: the LM head must run inside the wrapper's forward for gradient sync
                 if not score:
-                    return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                                num_items_in_batch=num_items_in_batch)
-                total, n = full_logits_loss(model, inputs, score=score, score_ids=self.score_ids,
-                                            score_weight=self.score_weight)
+                    return super().compute_loss(
+                        model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+                    )
+                total, n = full_logits_loss(
+                    model, inputs, score=score, score_ids=self.score_ids, score_weight=self.score_weight
+                )
             else:
-                total, n = selected_token_loss(model, inputs, score=score or None, score_ids=self.score_ids,
-                                               score_weight=self.score_weight)
+                total, n = selected_token_loss(
+                    model, inputs, score=score or None, score_ids=self.score_ids, score_weight=self.score_weight
+                )
             loss = total / (num_items_in_batch if num_items_in_batch is not None else n.clamp(min=1))
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 # as the stock loss: num_items_in_batch was summed over processes, and DDP averages gradients
@@ -381,8 +297,14 @@ def _trainer_cls():
     return ExplainTrainer
 
 
-def selected_token_loss(model: Any, inputs: Mapping[str, Any], *, score: Mapping[str, Any] | None = None,
-                        score_ids: Sequence[int] | None = None, score_weight: float = 1.0):
+def selected_token_loss(
+    model: Any,
+    inputs: Mapping[str, Any],
+    *,
+    score: Mapping[str, Any] | None = None,
+    score_ids: Sequence[int] | None = None,
+    score_weight: float = 1.0,
+):
     """(sum of the cross-entropy over supervised tokens, their count), with the LM head on those positions only.
 
     The stock causal-LM loss computes logits for every position (batch x
@@ -397,29 +319,51 @@ def selected_token_loss(model: Any, inputs: Mapping[str, Any], *, score: Mapping
     large vocabularies. ``score``, ``score_ids``, ``score_weight``: see :func:`supervised_loss`.
     """
     labels = inputs["labels"]
-    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], output_hidden_states=True,
-                logits_to_keep=1, use_cache=False)
+    out = model(
+        input_ids=inputs["input_ids"],
+        attention_mask=inputs["attention_mask"],
+        output_hidden_states=True,
+        logits_to_keep=1,
+        use_cache=False,
+    )
     hidden = out.hidden_states[-1][:, :-1]
     target = labels[:, 1:]
     mask = target != IGNORE
     head = _unwrap(model).get_output_embeddings()
     logits = head(hidden[mask]).float()
-    return supervised_loss(logits, target, mask, score=score, score_ids=score_ids, score_weight=score_weight), mask.sum()
+    return supervised_loss(
+        logits, target, mask, score=score, score_ids=score_ids, score_weight=score_weight
+    ), mask.sum()
 
 
-def full_logits_loss(model: Any, inputs: Mapping[str, Any], *, score: Mapping[str, Any] | None = None,
-                     score_ids: Sequence[int] | None = None, score_weight: float = 1.0):
+def full_logits_loss(
+    model: Any,
+    inputs: Mapping[str, Any],
+    *,
+    score: Mapping[str, Any] | None = None,
+    score_ids: Sequence[int] | None = None,
+    score_weight: float = 1.0,
+):
     """As :func:`selected_token_loss`, from the model's full logits (the path under several processes)."""
     labels = inputs["labels"]
     out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
     target = labels[:, 1:]
     mask = target != IGNORE
     logits = out.logits[:, :-1][mask].float()
-    return supervised_loss(logits, target, mask, score=score, score_ids=score_ids, score_weight=score_weight), mask.sum()
+    return supervised_loss(
+        logits, target, mask, score=score, score_ids=score_ids, score_weight=score_weight
+    ), mask.sum()
 
 
-def supervised_loss(logits: Any, target: Any, mask: Any, *, score: Mapping[str, Any] | None = None,
-                    score_ids: Sequence[int] | None = None, score_weight: float = 1.0):
+def supervised_loss(
+    logits: Any,
+    target: Any,
+    mask: Any,
+    *,
+    score: Mapping[str, Any] | None = None,
+    score_ids: Sequence[int] | None = None,
+    score_weight: float = 1.0,
+):
     """Summed cross-entropy of the supervised positions (``logits``: one row per True of ``mask``, row-major).
 
     ``score`` (training batches): ``score_index`` (B, each row's score token in
@@ -482,8 +426,11 @@ def _matches_stock_loss(model: Any, inputs: Mapping[str, Any], *, rows: int = 2,
     if not ok:
         import warnings
 
-        warnings.warn(f"selected-token loss {loss:.6f} differs from the model's own {ref:.6f}; "
-                      "using the model's loss (slower)", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"selected-token loss {loss:.6f} differs from the model's own {ref:.6f}; using the model's loss (slower)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return ok
 
 
@@ -568,9 +515,19 @@ def training_arguments(cfg: TrainConfig, out_dir: Path, *, n_eval: int):
 
 
 @quiet_library_bars()  # transformers' own bars (saving shards) only in a terminal
-def finetune(model: Any, tokenizer: Any, train: list[Example], evals: dict[str, list[Example]], out_dir: Path,
-             cfg: TrainConfig, *, callbacks: Sequence[Any] = (), fingerprint: Mapping[str, Any] | None = None,
-             keep_checkpoints: bool = True, live_dir: Path | None = None) -> dict[str, Any]:
+def finetune(
+    model: Any,
+    tokenizer: Any,
+    train: list[Example],
+    evals: dict[str, list[Example]],
+    out_dir: Path,
+    cfg: TrainConfig,
+    *,
+    callbacks: Sequence[Any] = (),
+    fingerprint: Mapping[str, Any] | None = None,
+    keep_checkpoints: bool = True,
+    live_dir: Path | None = None,
+) -> dict[str, Any]:
     """Fine-tune ``model`` on ``train``, evaluating the score-only loss on each of ``evals``; returns the metrics.
 
     Resumes from the newest checkpoint in ``out_dir/checkpoints`` if there is
@@ -632,9 +589,14 @@ def finetune(model: Any, tokenizer: Any, train: list[Example], evals: dict[str, 
     Trainer = _trainer_cls()
     from transformers import PrinterCallback
 
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds or None,
-                      data_collator=collator,
-                      callbacks=[_epoch_eval_callback(), training_callback(f"train {out_dir.as_posix()}"), *callbacks])
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds or None,
+        data_collator=collator,
+        callbacks=[_epoch_eval_callback(), training_callback(f"train {out_dir.as_posix()}"), *callbacks],
+    )
     trainer.score_ids = score_ids
     trainer.score_weight = cfg.score_weight
     # the progress callback reports the steps and losses; the Trainer's PrinterCallback would also print every
@@ -654,8 +616,10 @@ def finetune(model: Any, tokenizer: Any, train: list[Example], evals: dict[str, 
     resume = last_checkpoint(out_dir)
     initial_path = ckpt_dir / INITIAL_EVAL
     if resume is None or not initial_path.is_file():
-        initial = {name: float(trainer.evaluate(ds, metric_key_prefix=f"eval_{name}")[f"eval_{name}_loss"])
-                   for name, ds in eval_ds.items()}
+        initial = {
+            name: float(trainer.evaluate(ds, metric_key_prefix=f"eval_{name}")[f"eval_{name}_loss"])
+            for name, ds in eval_ds.items()
+        }
         if main:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
             _write_json(initial_path, initial)
@@ -681,8 +645,12 @@ def finetune(model: Any, tokenizer: Any, train: list[Example], evals: dict[str, 
             if pt["epoch"] is not None and abs(pt["epoch"] - round(pt["epoch"])) < 1e-6 and pt["step"] not in seen:
                 seen.add(pt["step"])
                 per_epoch.append(pt)
-        evals_out[name] = {"initial": initial.get(name), "final": pts[-1]["loss"] if pts else None,
-                           "per_epoch": per_epoch, "history": pts}
+        evals_out[name] = {
+            "initial": initial.get(name),
+            "final": pts[-1]["loss"] if pts else None,
+            "per_epoch": per_epoch,
+            "history": pts,
+        }
 
     if main:
         _write_live(Path(live_dir) if live_dir is not None else out_dir / LIVE, train_points, evals_out)
@@ -741,8 +709,9 @@ def _save_model(trainer: Any, tokenizer: Any, dest: Path) -> None:
     whose hash must depend on the inputs alone (the module docstring, "Outputs")."""
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    trainer.model.save_pretrained(str(tmp), safe_serialization=True) if _takes_safe(trainer.model) else \
-        trainer.model.save_pretrained(str(tmp))
+    trainer.model.save_pretrained(str(tmp), safe_serialization=True) if _takes_safe(
+        trainer.model
+    ) else trainer.model.save_pretrained(str(tmp))
     _sort_adapter_sets(trainer.model, tmp)
     if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
         tokenizer.save_pretrained(str(tmp))
@@ -778,8 +747,9 @@ def _takes_safe(model: Any) -> bool:
         return False
 
 
-def _write_live(live_dir: Path, train_points: list[tuple[int, float | None, float]],
-                evals_out: Mapping[str, Any]) -> None:
+def _write_live(
+    live_dir: Path, train_points: list[tuple[int, float | None, float]], evals_out: Mapping[str, Any]
+) -> None:
     """The curves in dvclive's layout: ``plots/metrics/train/loss.tsv``, ``plots/metrics/eval/<name>/loss.tsv``
     (``step<TAB>loss``) and ``metrics.json`` (the last values, nested by metric path).
 
@@ -790,7 +760,9 @@ def _write_live(live_dir: Path, train_points: list[tuple[int, float | None, floa
     """
     series: dict[str, list[tuple[int, float]]] = {"train/loss": [(step, loss) for step, _e, loss in train_points]}
     for name, ev in evals_out.items():
-        pts = ([(0, ev["initial"])] if ev["initial"] is not None else []) + [(p["step"], p["loss"]) for p in ev["history"]]
+        pts = ([(0, ev["initial"])] if ev["initial"] is not None else []) + [
+            (p["step"], p["loss"]) for p in ev["history"]
+        ]
         series[f"eval/{name}/loss"] = pts
     if live_dir.exists():
         shutil.rmtree(live_dir)

@@ -102,6 +102,9 @@ BOTH_SEPARATOR = "\n\n"
 PAPER_LENGTHS = (0, 5, 10, 25, 50, 75, 100, 150)
 
 TYPE_VARIANTS = ("none", "assessment", "confidence", "both")
+# the two variants every comparison reads: score-only, and the paper's "(E)" (score + the merged assessment)
+SCORE_ONLY = "none"
+EXPLAINED = "assessment"
 RANDOM_VARIANTS = ("fully_random", "shuffle", "associated", "weighted_shuffle", "weighted_associated")
 LENGTH_PREFIX = "length_"
 
@@ -164,12 +167,15 @@ def parse_variant(name: Any) -> VariantSpec:
         pool, weighted = _RANDOM_SPECS[name]
         return VariantSpec(name=name, kind="random", pool=pool, weighted=weighted)
     if name.startswith(LENGTH_PREFIX):
-        n = name[len(LENGTH_PREFIX):]
+        n = name[len(LENGTH_PREFIX) :]
         if re.fullmatch(r"-\d+", n):
             raise ConfigError(KEY, f"variant {name!r}: negative length {n}; N in length_<N> must be >= 0 words")
         if not re.fullmatch(r"\d+", n) or not n.isascii():
-            raise ConfigError(KEY, f"variant {name!r}: malformed length {n!r}; N in length_<N> must be a "
-                                   "non-negative whole number of words, e.g. length_25")
+            raise ConfigError(
+                KEY,
+                f"variant {name!r}: malformed length {n!r}; N in length_<N> must be a "
+                "non-negative whole number of words, e.g. length_25",
+            )
         if str(int(n)) != n:
             raise ConfigError(KEY, f"variant {name!r}: malformed length {n!r} (leading zeros); write length_{int(n)}")
         return VariantSpec(name=name, kind="length", length=int(n))
@@ -270,13 +276,19 @@ class VariantStats:
     name: str
     kind: str
     n: int
-    mean_words: float        # mean whitespace words of the explanations
-    n_empty: int             # examples whose explanation is ""
-    pool_sizes: dict[str, int] = field(default_factory=dict)   # unique words per pool used (random variants)
+    mean_words: float  # mean whitespace words of the explanations
+    n_empty: int  # examples whose explanation is ""
+    pool_sizes: dict[str, int] = field(default_factory=dict)  # unique words per pool used (random variants)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "n": self.n, "mean_words": self.mean_words,
-                "n_empty": self.n_empty, "pool_sizes": dict(self.pool_sizes)}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "n": self.n,
+            "mean_words": self.mean_words,
+            "n_empty": self.n_empty,
+            "pool_sizes": dict(self.pool_sizes),
+        }
 
 
 def _seed_key(seed: int, variant: str, ex: Example) -> np.ndarray:
@@ -338,8 +350,9 @@ def _check_seed(seed: Any) -> int:
     return int(seed)
 
 
-def _check_pools(specs: list[VariantSpec], train: Sequence[Example], counts: list[int],
-                 pools: dict[str, Counter[str]]) -> None:
+def _check_pools(
+    specs: list[VariantSpec], train: Sequence[Example], counts: list[int], pools: dict[str, Counter[str]]
+) -> None:
     """Every random variant: every pool some example draws from (needs >= 1 word) is non-empty."""
     for spec in specs:
         if not spec.is_random or spec.pool == "dictionary":
@@ -353,18 +366,25 @@ def _check_pools(specs: list[VariantSpec], train: Sequence[Example], counts: lis
         if needing:
             key = sorted(needing)[0]
             ids = needing[key]
-            where = ("all training explanations" if key == ALL_POOL
-                     else f"the training explanations with label {key.removeprefix('label_')}")
+            where = (
+                "all training explanations"
+                if key == ALL_POOL
+                else f"the training explanations with label {key.removeprefix('label_')}"
+            )
             others = "" if len(needing) == 1 else f" (also empty: {', '.join(sorted(needing)[1:])})"
-            raise ConfigError(KEY, f"variant {spec.name!r}: pool {key!r} is empty: {where} contain no "
-                                   f"non-stopword, yet {len(ids)} example(s) need words from it "
-                                   f"(e.g. id {ids[0]!r}){others}")
+            raise ConfigError(
+                KEY,
+                f"variant {spec.name!r}: pool {key!r} is empty: {where} contain no "
+                f"non-stopword, yet {len(ids)} example(s) need words from it "
+                f"(e.g. id {ids[0]!r}){others}",
+            )
     if any(s.pool == "dictionary" for s in specs) and not dictionary_words():
         raise ConfigError(KEY, "variant 'fully_random': the English word list is empty")
 
 
-def _random_texts(spec: VariantSpec, train: Sequence[Example], counts: list[int], seed: int,
-                  samplers: dict[str, _Sampler]) -> list[str]:
+def _random_texts(
+    spec: VariantSpec, train: Sequence[Example], counts: list[int], seed: int, samplers: dict[str, _Sampler]
+) -> list[str]:
     # one Generator per example (order-independent); uniforms are then mapped per pool in bulk
     keys = [_pool_key(spec, ex) for ex in train]
     us: list[np.ndarray] = []
@@ -382,11 +402,12 @@ def _random_texts(spec: VariantSpec, train: Sequence[Example], counts: list[int]
         pos_mask = np.repeat(ex_mask, lens)
         words[pos_mask] = sampler.pick(u_all[pos_mask])
     wl = words.tolist()
-    return [" ".join(wl[offsets[i]:offsets[i + 1]]) for i in range(len(train))]
+    return [" ".join(wl[offsets[i] : offsets[i + 1]]) for i in range(len(train))]
 
 
-def build_variants_with_stats(train: Sequence[Example], variants: Sequence[str], *,
-                              seed: int) -> tuple[dict[str, list[Example]], dict[str, VariantStats]]:
+def build_variants_with_stats(
+    train: Sequence[Example], variants: Sequence[str], *, seed: int
+) -> tuple[dict[str, list[Example]], dict[str, VariantStats]]:
     """:func:`build_variants` plus a :class:`VariantStats` per variant."""
     specs = validate_variants(variants)
     seed = _check_seed(seed)
@@ -412,9 +433,12 @@ def build_variants_with_stats(train: Sequence[Example], variants: Sequence[str],
         built[spec.name] = [ex.with_target(spec.name, t) for ex, t in zip(train, texts)]
         nwords = [len(t.split()) for t in texts]
         stats[spec.name] = VariantStats(
-            name=spec.name, kind=spec.kind, n=len(texts),
+            name=spec.name,
+            kind=spec.kind,
+            n=len(texts),
             mean_words=float(np.mean(nwords)) if nwords else 0.0,
-            n_empty=sum(1 for t in texts if not t), pool_sizes=pool_sizes,
+            n_empty=sum(1 for t in texts if not t),
+            pool_sizes=pool_sizes,
         )
     return built, stats
 

@@ -171,15 +171,19 @@ def explanation_stats(
             raise ValueError(f"explanation_stats: cell (dataset={cell[0]!r}, dimension={cell[1]!r}) has no examples")
         for ex in exs:
             if ex.dimension != cell[1]:
-                raise ValueError(f"explanation_stats: example {ex.id!r} has dimension {ex.dimension!r} "
-                                 f"but is in cell (dataset={cell[0]!r}, dimension={cell[1]!r})")
+                raise ValueError(
+                    f"explanation_stats: example {ex.id!r} has dimension {ex.dimension!r} "
+                    f"but is in cell (dataset={cell[0]!r}, dimension={cell[1]!r})"
+                )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     word_lists = {cell: [words(ex.assessment) for ex in examples[cell]] for cell in cells}
-    totals = {cell: _token_lengths(tokenizer, [total_text(ex, prompt_fn(ex)) for ex in examples[cell]], cell)
-              for cell in cells}
+    totals = {
+        cell: _token_lengths(tokenizer, [total_text(ex, prompt_fn(ex)) for ex in examples[cell]], cell)
+        for cell in cells
+    }
     all_words = [ws for cell in cells for ws in word_lists[cell]]
 
     # 1. score distribution
@@ -227,11 +231,13 @@ def _ordered_dimensions(cells: Iterable[tuple[str, str]]) -> list[str]:
 def _token_lengths(tokenizer: Any, texts: list[str], cell: tuple[str, str]) -> list[int]:
     lengths: list[int] = []
     for i in range(0, len(texts), _TOKENIZE_BATCH):
-        chunk = texts[i:i + _TOKENIZE_BATCH]
+        chunk = texts[i : i + _TOKENIZE_BATCH]
         ids = tokenizer(chunk, add_special_tokens=False)["input_ids"]
         if len(ids) != len(chunk):
-            raise ValueError(f"explanation_stats: tokenizer returned {len(ids)} id lists for {len(chunk)} texts "
-                             f"in cell (dataset={cell[0]!r}, dimension={cell[1]!r})")
+            raise ValueError(
+                f"explanation_stats: tokenizer returned {len(ids)} id lists for {len(chunk)} texts "
+                f"in cell (dataset={cell[0]!r}, dimension={cell[1]!r})"
+            )
         lengths.extend(len(x) for x in ids)
     return lengths
 
@@ -412,8 +418,17 @@ def _token_figure(rows: list[tuple], cells: list[tuple[str, str]], context_limit
             ax.stairs([r[4] for r in sel], edges, color=colors[ds], label=ds)
             top_edge = max(top_edge, edges[-1])
         ax.axvline(context_limit, color="red", linestyle="--", label=f"context limit ({context_limit} tokens)")
-        ax.text(context_limit, 0.98, f" {context_limit}", transform=ax.get_xaxis_transform(),
-                color="red", ha="right", va="top", rotation=90, fontsize="small")
+        ax.text(
+            context_limit,
+            0.98,
+            f" {context_limit}",
+            transform=ax.get_xaxis_transform(),
+            color="red",
+            ha="right",
+            va="top",
+            rotation=90,
+            fontsize="small",
+        )
         ax.set_xlim(0, max(context_limit, top_edge) * 1.05)
         ax.set_title(dim)
         ax.set_xlabel("prompt + score + explanation (tokens)")
@@ -463,21 +478,51 @@ def dvc_plot_specs(out_dir: str = "plots/explanations") -> dict[str, list]:
     ``first_words.csv`` plot cleanly.
     """
     d = out_dir.rstrip("/")
-    return {"plots": [
-        {f"{d}/score_distribution.csv": {"x": "label", "y": "share", "template": "scatter",
-                                         "title": "Score distribution (all cells)",
-                                         "x_label": "label", "y_label": "share"}},
-        {f"{d}/token_lengths.csv": {"x": "bin_start", "y": "count", "template": "scatter",
-                                    "title": "Total token length (all cells)",
-                                    "x_label": "tokens (bin start)", "y_label": "examples"}},
-        {f"{d}/nonstopword_by_position.csv": {"x": "k", "y": "probability", "template": "linear",
-                                              "title": "P(word k is not a stopword)",
-                                              "x_label": "word position k", "y_label": "probability"}},
-        {f"{d}/first_words.csv": {"x": "count", "y": "word", "template": "bar_horizontal_sorted",
-                                  "title": "Most frequent non-stopwords in the first words",
-                                  "x_label": "occurrences", "y_label": "word"}},
-        f"{d}/score_distribution.png",
-        f"{d}/token_lengths.png",
-        f"{d}/nonstopword_by_position.png",
-        f"{d}/first_words.png",
-    ]}
+    return {
+        "plots": [
+            {
+                f"{d}/score_distribution.csv": {
+                    "x": "label",
+                    "y": "share",
+                    "template": "scatter",
+                    "title": "Score distribution (all cells)",
+                    "x_label": "label",
+                    "y_label": "share",
+                }
+            },
+            {
+                f"{d}/token_lengths.csv": {
+                    "x": "bin_start",
+                    "y": "count",
+                    "template": "scatter",
+                    "title": "Total token length (all cells)",
+                    "x_label": "tokens (bin start)",
+                    "y_label": "examples",
+                }
+            },
+            {
+                f"{d}/nonstopword_by_position.csv": {
+                    "x": "k",
+                    "y": "probability",
+                    "template": "linear",
+                    "title": "P(word k is not a stopword)",
+                    "x_label": "word position k",
+                    "y_label": "probability",
+                }
+            },
+            {
+                f"{d}/first_words.csv": {
+                    "x": "count",
+                    "y": "word",
+                    "template": "bar_horizontal_sorted",
+                    "title": "Most frequent non-stopwords in the first words",
+                    "x_label": "occurrences",
+                    "y_label": "word",
+                }
+            },
+            f"{d}/score_distribution.png",
+            f"{d}/token_lengths.png",
+            f"{d}/nonstopword_by_position.png",
+            f"{d}/first_words.png",
+        ]
+    }

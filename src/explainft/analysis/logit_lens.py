@@ -66,9 +66,19 @@ from ..encode import EncodeError, encode_example, pad_id_for
 from ..errors import ExplainftError
 from ..fsutil import atomic_open
 from ..records import Example
+from .explanation_stats import plot_style
 
-__all__ = ["PAPER_BLOCKS", "PAPER_GROUPS", "PAPER_N_LATE", "LensError", "LensResult", "entropy_difference",
-           "group_blocks", "logit_lens", "rank_heatmap"]
+__all__ = [
+    "PAPER_BLOCKS",
+    "PAPER_GROUPS",
+    "PAPER_N_LATE",
+    "LensError",
+    "LensResult",
+    "entropy_difference",
+    "group_blocks",
+    "logit_lens",
+    "rank_heatmap",
+]
 
 # Table 6's layout at the paper's depth: two averaged early groups (1-20, 21-25), then 26..32 one by one.
 PAPER_BLOCKS = 32
@@ -106,8 +116,12 @@ class LensResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The per-block means (for a metrics file): ``{n_examples, n_blocks, entropy, mean_rank}``."""
-        return {"n_examples": len(self.ids), "n_blocks": self.n_blocks,
-                "entropy": [float(x) for x in self.entropy], "mean_rank": [float(x) for x in self.mean_rank]}
+        return {
+            "n_examples": len(self.ids),
+            "n_blocks": self.n_blocks,
+            "entropy": [float(x) for x in self.entropy],
+            "mean_rank": [float(x) for x in self.mean_rank],
+        }
 
 
 # --------------------------------------------------------------------------- the lens
@@ -144,8 +158,9 @@ def _prefixes(tokenizer: Any, examples: Sequence[Example], max_length: int) -> l
     return rows
 
 
-def logit_lens(model: Any, tokenizer: Any, examples: Sequence[Example], *, max_length: int,
-               batch_size: int = 16) -> LensResult:
+def logit_lens(
+    model: Any, tokenizer: Any, examples: Sequence[Example], *, max_length: int, batch_size: int = 16
+) -> LensResult:
     """Entropy and predicted-token rank after each block at each example's score position (module docstring)."""
     import torch
 
@@ -178,6 +193,7 @@ def logit_lens(model: Any, tokenizer: Any, examples: Sequence[Example], *, max_l
         def hook(module: Any, args: Any, output: Any) -> None:
             h = output[0] if isinstance(output, (tuple, list)) else output
             captured[index] = h[where["rows"].to(h.device), where["last"].to(h.device)].detach()
+
         return hook
 
     handles = [layer.register_forward_hook(hook_for(i)) for i, layer in enumerate(parts.layers)]
@@ -186,24 +202,29 @@ def logit_lens(model: Any, tokenizer: Any, examples: Sequence[Example], *, max_l
     try:
         with torch.inference_mode():
             for start in range(0, n, batch_size):
-                batch = order[start: start + batch_size]
+                batch = order[start : start + batch_size]
                 lengths = [len(rows[i]) for i in batch]
                 width = max(lengths)
-                input_ids = torch.tensor([rows[i] + [pad_id] * (width - len(rows[i])) for i in batch],
-                                         dtype=torch.long, device=device)
+                input_ids = torch.tensor(
+                    [rows[i] + [pad_id] * (width - len(rows[i])) for i in batch], dtype=torch.long, device=device
+                )
                 mask = torch.tensor([[1] * k + [0] * (width - k) for k in lengths], dtype=torch.long, device=device)
                 last = torch.tensor(lengths, dtype=torch.long, device=device) - 1
                 where["rows"], where["last"] = torch.arange(len(batch), device=device), last
                 captured.clear()
                 out = model(input_ids=input_ids, attention_mask=mask, logits_to_keep=last[:, None], use_cache=False)
                 if len(captured) != n_blocks:
-                    raise LensError(f"{type(parts.body).__name__}: {len(captured)} of {n_blocks} decoder blocks "
-                                    "ran in the forward pass; cannot read every block")
+                    raise LensError(
+                        f"{type(parts.body).__name__}: {len(captured)} of {n_blocks} decoder blocks "
+                        "ran in the forward pass; cannot read every block"
+                    )
                 own = out.logits
                 if tuple(own.shape[:2]) != (len(batch), 1):
-                    raise LensError(f"the model returned logits of shape {tuple(own.shape)} for logits_to_keep of "
-                                    f"shape ({len(batch)}, 1); a transformers version that keeps per-row positions "
-                                    "(5.x) is needed")
+                    raise LensError(
+                        f"the model returned logits of shape {tuple(own.shape)} for logits_to_keep of "
+                        f"shape ({len(batch)}, 1); a transformers version that keeps per-row positions "
+                        "(5.x) is needed"
+                    )
                 own = own[:, 0].float()
                 target = own.argmax(dim=-1)
                 for b in range(n_blocks):  # (blocks may sit on different devices under a device_map)
@@ -212,7 +233,8 @@ def logit_lens(model: Any, tokenizer: Any, examples: Sequence[Example], *, max_l
                         raise LensError(
                             f"{type(parts.body).__name__}: lm_head(final_norm(last block output)) does not reproduce "
                             "the model's own logits (a final soft-cap or a different head input?); the logit lens "
-                            "as defined here does not apply to this model")
+                            "as defined here does not apply to this model"
+                        )
                     ent, rk = _stats(logits, target)
                     entropies[batch, b] = ent.cpu().numpy()
                     ranks[batch, b] = rk.cpu().numpy()
@@ -222,8 +244,13 @@ def logit_lens(model: Any, tokenizer: Any, examples: Sequence[Example], *, max_l
             h.remove()
         if was_training:
             model.train()
-    return LensResult(ids=tuple(ex.id for ex in examples), entropies=entropies, ranks=ranks, predicted=predicted,
-                      n_tokens=np.array([len(r) for r in rows], dtype=np.int64))
+    return LensResult(
+        ids=tuple(ex.id for ex in examples),
+        entropies=entropies,
+        ranks=ranks,
+        predicted=predicted,
+        n_tokens=np.array([len(r) for r in rows], dtype=np.int64),
+    )
 
 
 # --------------------------------------------------------------------------- grouping and differences
@@ -258,7 +285,7 @@ def group_blocks(values: Any, n_late: int | None = None) -> tuple[list[str], np.
     if arr.ndim == 0:
         raise ValueError("group_blocks: values must have a blocks axis (the last)")
     groups = _layout(arr.shape[-1], n_late)
-    grouped = np.stack([arr[..., lo - 1: hi].mean(axis=-1) for lo, hi in groups], axis=-1)
+    grouped = np.stack([arr[..., lo - 1 : hi].mean(axis=-1) for lo, hi in groups], axis=-1)
     return [_label(lo, hi) for lo, hi in groups], grouped
 
 
@@ -277,15 +304,23 @@ def entropy_difference(lens_a: LensResult, lens_b: LensResult, *, n_late: int | 
     Returns ``{"per_block", "per_block_normalised", "labels", "grouped", "grouped_normalised"}`` (lists).
     """
     if lens_a.n_blocks != lens_b.n_blocks:
-        raise LensError(f"the two models have {lens_a.n_blocks} and {lens_b.n_blocks} blocks; compare students of "
-                        "the same base")
+        raise LensError(
+            f"the two models have {lens_a.n_blocks} and {lens_b.n_blocks} blocks; compare students of the same base"
+        )
     if lens_a.ids != lens_b.ids:
-        raise LensError("the two lens results are over different examples (or in a different order); read both "
-                        "models on the same examples")
+        raise LensError(
+            "the two lens results are over different examples (or in a different order); read both "
+            "models on the same examples"
+        )
     diff = lens_a.entropy - lens_b.entropy
     labels, grouped = group_blocks(diff, n_late)
-    return {"per_block": diff.tolist(), "per_block_normalised": _normalise(diff).tolist(), "labels": labels,
-            "grouped": grouped.tolist(), "grouped_normalised": _normalise(grouped).tolist()}
+    return {
+        "per_block": diff.tolist(),
+        "per_block_normalised": _normalise(diff).tolist(),
+        "labels": labels,
+        "grouped": grouped.tolist(),
+        "grouped_normalised": _normalise(grouped).tolist(),
+    }
 
 
 # --------------------------------------------------------------------------- figure
@@ -296,16 +331,19 @@ def rank_heatmap(result: LensResult, path: str | Path, title: str) -> Path:
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
-    from .explanation_stats import plot_style
-
     grid = np.log10(1.0 + result.ranks.T.astype(np.float64))  # blocks × examples
     n_blocks, n_ex = grid.shape
     path = Path(path)
     with plot_style():
         fig = Figure(figsize=(min(12.0, 2.5 + 0.12 * n_ex), 1.5 + 0.22 * n_blocks), layout="constrained")
         ax = fig.subplots()
-        im = ax.imshow(grid, aspect="auto", cmap="magma_r", interpolation="nearest",
-                       norm=Normalize(vmin=0.0, vmax=max(1.0, float(grid.max()))))
+        im = ax.imshow(
+            grid,
+            aspect="auto",
+            cmap="magma_r",
+            interpolation="nearest",
+            norm=Normalize(vmin=0.0, vmax=max(1.0, float(grid.max()))),
+        )
         step = max(1, math.ceil(n_blocks / 32))
         ax.set_yticks(range(0, n_blocks, step), [str(i + 1) for i in range(0, n_blocks, step)])
         ax.set_ylabel("block")

@@ -59,6 +59,7 @@ from typing import Any, Mapping, Sequence
 from ..architecture import MODULE_TYPES, layer_index, module_type
 from ..errors import ExplainftError
 from ..fsutil import atomic_open
+from .explanation_stats import plot_style
 
 __all__ = ["TABLE5_COLUMNS", "WeightDiffError", "heatmap", "table_row", "weight_differences"]
 
@@ -88,16 +89,20 @@ def _weights_folder(path: str | Path) -> tuple[Path, str]:
     for cand in (p, p / "model"):
         if (cand / _ADAPTER_CONFIG).is_file():
             if not (cand / _ADAPTER_WEIGHTS).is_file():
-                raise WeightDiffError(f"{cand}: has {_ADAPTER_CONFIG} but no {_ADAPTER_WEIGHTS}; save the adapter "
-                                      "with safetensors (peft's default)")
+                raise WeightDiffError(
+                    f"{cand}: has {_ADAPTER_CONFIG} but no {_ADAPTER_WEIGHTS}; save the adapter "
+                    "with safetensors (peft's default)"
+                )
             return cand, "lora"
         if (cand / _FULL_WEIGHTS).is_file() or (cand / _FULL_INDEX).is_file():
             return cand, "full"
     if not p.exists():
         raise WeightDiffError(f"{p}: no such folder")
-    raise WeightDiffError(f"{p}: holds neither a LoRA adapter ({_ADAPTER_CONFIG} + {_ADAPTER_WEIGHTS}) nor a full "
-                          f"model ({_FULL_WEIGHTS}), nor a model/ folder with one; point at a fine-tune's model/ "
-                          "folder")
+    raise WeightDiffError(
+        f"{p}: holds neither a LoRA adapter ({_ADAPTER_CONFIG} + {_ADAPTER_WEIGHTS}) nor a full "
+        f"model ({_FULL_WEIGHTS}), nor a model/ folder with one; point at a fine-tune's model/ "
+        "folder"
+    )
 
 
 def _tensor_files(folder: Path, kind: str) -> dict[str, Path]:
@@ -161,8 +166,9 @@ def _lora_config(folder: Path) -> dict[str, Any]:
     if peft_type != "LORA":
         raise WeightDiffError(f"{path}: peft_type {peft_type!r}; only LoRA adapters are compared")
     if cfg.get("use_dora"):
-        raise WeightDiffError(f"{path}: a DoRA adapter (use_dora: true) is not a plain s·B·A update; compare merged "
-                              "full models instead")
+        raise WeightDiffError(
+            f"{path}: a DoRA adapter (use_dora: true) is not a plain s·B·A update; compare merged full models instead"
+        )
     if cfg.get("lora_bias"):
         raise WeightDiffError(f"{path}: lora_bias: true adds a bias update that s·B·A does not cover")
     return cfg
@@ -203,18 +209,29 @@ def _lora_modules(folder: Path) -> tuple[dict[str, dict[str, Any]], list[str], M
             raise WeightDiffError(f"{folder}: module {module} has only {have}; an adapter needs lora_A and lora_B")
         a_shape, b_shape = shapes[names["A"]], shapes[names["B"]]
         if len(a_shape) != 2 or len(b_shape) != 2 or a_shape[0] != b_shape[1]:
-            raise WeightDiffError(f"{folder}: module {module}: lora_A {a_shape} and lora_B {b_shape} are not "
-                                  "r×in and out×r Linear factors")
+            raise WeightDiffError(
+                f"{folder}: module {module}: lora_A {a_shape} and lora_B {b_shape} are not "
+                "r×in and out×r Linear factors"
+            )
         r = a_shape[0]
-        key = module[len(_PEFT_PREFIX):] if module.startswith(_PEFT_PREFIX) else module
+        key = module[len(_PEFT_PREFIX) :] if module.startswith(_PEFT_PREFIX) else module
         r_cfg = rank_pattern.get(get_pattern_key(list(rank_pattern), key), r0)
         alpha = alpha_pattern.get(get_pattern_key(list(alpha_pattern), key), alpha0)
         if int(r_cfg) != r:
-            raise WeightDiffError(f"{folder}: module {module} has rank {r} in its tensors but {r_cfg} in "
-                                  f"{_ADAPTER_CONFIG} (r / rank_pattern); the adapter files do not belong together")
+            raise WeightDiffError(
+                f"{folder}: module {module} has rank {r} in its tensors but {r_cfg} in "
+                f"{_ADAPTER_CONFIG} (r / rank_pattern); the adapter files do not belong together"
+            )
         scaling = alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
-        out[key] = {"layer": i, "type": t, "A": names["A"], "B": names["B"], "scaling": float(scaling),
-                    "in": a_shape[1], "out": b_shape[0]}
+        out[key] = {
+            "layer": i,
+            "type": t,
+            "A": names["A"],
+            "B": names["B"],
+            "scaling": float(scaling),
+            "in": a_shape[1],
+            "out": b_shape[0],
+        }
     return out, skipped, files
 
 
@@ -240,8 +257,10 @@ def _lora_differences(fa: Path, fb: Path, brute: bool) -> tuple[dict[tuple[int, 
     for key in sorted(ma):
         a, b = ma[key], mb[key]
         if (a["out"], a["in"]) != (b["out"], b["in"]):
-            raise WeightDiffError(f"module {key}: {a['out']}×{a['in']} in {fa} but {b['out']}×{b['in']} in {fb}; "
-                                  "the two adapters are not of the same base model")
+            raise WeightDiffError(
+                f"module {key}: {a['out']}×{a['in']} in {fa} but {b['out']}×{b['in']} in {fb}; "
+                "the two adapters are not of the same base model"
+            )
         norms[(a["layer"], a["type"])] = _lora_norm(a, b, read_a, read_b, brute)
     return norms, sorted(set(skipped_a) | set(skipped_b))
 
@@ -254,8 +273,10 @@ def _same_modules(a: set[str], b: set[str], fa: Path, fb: Path) -> None:
             what.append(f"only in {fa}: {', '.join(only_a[:5])}{' ...' if len(only_a) > 5 else ''}")
         if only_b:
             what.append(f"only in {fb}: {', '.join(only_b[:5])}{' ...' if len(only_b) > 5 else ''}")
-        raise WeightDiffError(f"the two fine-tunes adapt different modules ({'; '.join(what)}); train both with the "
-                              "same target_modules (ranks may differ)")
+        raise WeightDiffError(
+            f"the two fine-tunes adapt different modules ({'; '.join(what)}); train both with the "
+            "same target_modules (ranks may differ)"
+        )
 
 
 # --------------------------------------------------------------------------- full fine-tunes
@@ -273,8 +294,10 @@ def _full_differences(fa: Path, fb: Path) -> tuple[dict[tuple[int, str], float],
     for name in sorted(keep_a):
         wa, wb = read_a(name), read_b(name)
         if wa.shape != wb.shape:
-            raise WeightDiffError(f"module {name}: shape {tuple(wa.shape)} in {fa} but {tuple(wb.shape)} in {fb}; "
-                                  "the two models are not of the same base")
+            raise WeightDiffError(
+                f"module {name}: shape {tuple(wa.shape)} in {fa} but {tuple(wb.shape)} in {fb}; "
+                "the two models are not of the same base"
+            )
         cell = keep_a[name]
         if cell in norms:  # e.g. a weight and a bias of the same projection: norms add in squares
             norms[cell] = math.hypot(norms[cell], float(torch.linalg.norm(wa - wb)))
@@ -291,20 +314,32 @@ def weight_differences(dir_a: str | Path, dir_b: str | Path, *, brute_force: boo
     fa, kind_a = _weights_folder(dir_a)
     fb, kind_b = _weights_folder(dir_b)
     if kind_a != kind_b:
-        raise WeightDiffError(f"{fa} is a {kind_a} fine-tune but {fb} a {kind_b} one; compare like with like "
-                              "(merge the adapter into its base to compare it with a full fine-tune)")
+        raise WeightDiffError(
+            f"{fa} is a {kind_a} fine-tune but {fb} a {kind_b} one; compare like with like "
+            "(merge the adapter into its base to compare it with a full fine-tune)"
+        )
     norms, skipped = _lora_differences(fa, fb, brute_force) if kind_a == "lora" else _full_differences(fa, fb)
     if not norms:
-        raise WeightDiffError(f"{fa} and {fb} hold no block projection weights ({', '.join(MODULE_TYPES)}); "
-                              f"nothing to compare (tensors seen: {', '.join(skipped[:5])})")
+        raise WeightDiffError(
+            f"{fa} and {fb} hold no block projection weights ({', '.join(MODULE_TYPES)}); "
+            f"nothing to compare (tensors seen: {', '.join(skipped[:5])})"
+        )
     n_layers = max(i for i, _ in norms) + 1
     types = [t for t in TABLE5_COLUMNS if any(tt == t for _, tt in norms)]
     per_layer = {t: [norms.get((i, t)) for i in range(n_layers)] for t in types}
     per_type = {t: math.fsum(v for v in per_layer[t] if v is not None) for t in types}
     top = max(per_type.values())
     normalised = {t: (v / top if top > 0 else 0.0) for t, v in per_type.items()}
-    return {"kind": kind_a, "n_layers": n_layers, "n_modules": len(norms), "module_types": types,
-            "per_layer": per_layer, "per_type": per_type, "normalised": normalised, "skipped": skipped}
+    return {
+        "kind": kind_a,
+        "n_layers": n_layers,
+        "n_modules": len(norms),
+        "module_types": types,
+        "per_layer": per_layer,
+        "per_type": per_type,
+        "normalised": normalised,
+        "skipped": skipped,
+    }
 
 
 def table_row(result: Mapping[str, Any]) -> list[float | None]:
@@ -316,8 +351,6 @@ def heatmap(per_layer: Mapping[str, Sequence[float | None]], path: str | Path, t
     """Blocks (rows, 1 = first) × module types (columns, Table 5 order) of the norms; PNG, fixed metadata."""
     import numpy as np
     from matplotlib.figure import Figure
-
-    from .explanation_stats import plot_style
 
     types = [t for t in TABLE5_COLUMNS if t in per_layer] + sorted(set(per_layer) - set(TABLE5_COLUMNS))
     if not types:

@@ -18,14 +18,12 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+from ..config.annotate import TeacherConfig
 from ..errors import ConfigError, ExplainftError
 from ..records import DIMENSIONS, Conversation
-
-PROMPT_VARIANTS = ("scale4", "scale4_examples", "scale5", "scale5_examples")
-BACKENDS = ("openai", "bedrock", "transformers", "heuristic")
 
 
 class BackendError(ExplainftError):
@@ -46,69 +44,6 @@ class PreflightError(ExplainftError):
 
 
 # --------------------------------------------------------------------------- teacher config
-
-# keys every teacher has; backend-specific keys live under ``options``
-TEACHER_KEYS = {"name", "backend", "model", "sampling", "options"}
-SAMPLING_KEYS = {"temperature", "top_p", "max_tokens", "seed"}
-
-
-@dataclass(frozen=True)
-class TeacherConfig:
-    """One teacher of the ensemble, from ``annotate.teachers[i]`` in params.
-
-    ``sampling`` (temperature, top_p, max_tokens, seed) is part of the cache key;
-    ``options`` holds backend settings (base URL, concurrency, …) that do not
-    change the answer and so are not.
-    """
-
-    name: str
-    backend: str
-    model: str
-    sampling: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def options_key(self) -> str:
-        """The params key of this teacher's options, for error messages."""
-        return f"annotate.teachers[{self.name}].options"
-
-    def check_option_keys(self, known: Iterable[str]) -> str:
-        """Raise ConfigError naming the first unknown option key; returns :attr:`options_key`."""
-        known = sorted(known)
-        unknown = sorted(set(self.options) - set(known))
-        if unknown:
-            raise ConfigError(f"{self.options_key}.{unknown[0]}",
-                              f"unknown option for the {self.backend} backend; known: {', '.join(known)}")
-        return self.options_key
-
-    @classmethod
-    def from_params(cls, raw: Any, key: str) -> "TeacherConfig":
-        if not isinstance(raw, dict):
-            raise ConfigError(key, f"a teacher must be a mapping, got {type(raw).__name__}")
-        unknown = sorted(set(raw) - TEACHER_KEYS)
-        if unknown:
-            raise ConfigError(f"{key}.{unknown[0]}", f"unknown key; known: {', '.join(sorted(TEACHER_KEYS))}")
-        for k in ("name", "backend", "model"):
-            if not isinstance(raw.get(k), str) or not raw[k]:
-                raise ConfigError(f"{key}.{k}", "required, a non-empty string")
-        if raw["backend"] not in BACKENDS:
-            raise ConfigError(f"{key}.backend", f"must be one of {', '.join(BACKENDS)}, got {raw['backend']!r}")
-        sampling = raw.get("sampling") or {}
-        if not isinstance(sampling, dict):
-            raise ConfigError(f"{key}.sampling", "must be a mapping")
-        bad = sorted(set(sampling) - SAMPLING_KEYS)
-        if bad:
-            raise ConfigError(f"{key}.sampling.{bad[0]}", f"unknown key; known: {', '.join(sorted(SAMPLING_KEYS))}")
-        for k, v in sampling.items():
-            ok = isinstance(v, int) if k in ("max_tokens", "seed") else isinstance(v, (int, float))
-            if isinstance(v, bool) or not ok:
-                raise ConfigError(f"{key}.sampling.{k}", f"must be a number, got {v!r}")
-        options = raw.get("options") or {}
-        if not isinstance(options, dict):
-            raise ConfigError(f"{key}.options", "must be a mapping")
-        return cls(name=raw["name"], backend=raw["backend"], model=raw["model"], sampling=dict(sampling),
-                   options=dict(options))
-
 
 # --------------------------------------------------------------------------- prompts and requests
 
@@ -141,7 +76,9 @@ class Request:
 
     def __post_init__(self) -> None:
         if self.dimension not in DIMENSIONS:
-            raise ConfigError("annotate.dimensions", f"unknown dimension {self.dimension!r}; known: {', '.join(DIMENSIONS)}")
+            raise ConfigError(
+                "annotate.dimensions", f"unknown dimension {self.dimension!r}; known: {', '.join(DIMENSIONS)}"
+            )
 
     @property
     def item_id(self) -> str:
@@ -156,8 +93,12 @@ def cache_key(identity: dict[str, Any], messages: list[dict[str, str]], attempt:
 
     ``identity`` must not hold credentials (see :meth:`Backend.identity`).
     """
-    blob = json.dumps({"identity": identity, "messages": messages, "attempt": attempt},
-                      sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    blob = json.dumps(
+        {"identity": identity, "messages": messages, "attempt": attempt},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
@@ -201,7 +142,11 @@ class Backend(abc.ABC):
 
     def identity(self) -> dict[str, Any]:
         """What makes an answer reproducible: backend kind, model and sampling. Never a secret."""
-        return {"backend": self.kind, "model": self.teacher.model, "sampling": dict(sorted(self.teacher.sampling.items()))}
+        return {
+            "backend": self.kind,
+            "model": self.teacher.model,
+            "sampling": dict(sorted(self.teacher.sampling.items())),
+        }
 
     async def apreflight(self) -> None:
         """Check once, before the first request, that this teacher can answer at all; raise PreflightError if not.

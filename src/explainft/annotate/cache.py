@@ -60,9 +60,11 @@ class ResponseCache:
         keys = list(dict.fromkeys(keys))
         out: dict[str, str] = {}
         for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
+            chunk = keys[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            out.update(self._db.execute(f"SELECT key, response FROM responses WHERE key IN ({marks})", chunk).fetchall())
+            out.update(
+                self._db.execute(f"SELECT key, response FROM responses WHERE key IN ({marks})", chunk).fetchall()
+            )
         return out
 
     def put(self, key: str, backend: str, model: str, response: str) -> None:

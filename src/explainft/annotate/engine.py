@@ -52,8 +52,11 @@ from typing import Any, Iterable, Sequence
 
 from ..errors import ExplainftError
 from ..records import Conversation, Rating
+from .backends import make_backend
 from .base import Backend, BackendError, BatchBackend, PreflightError, Prompt, Request, cache_key
 from .cache import ResponseCache
+from .parse import parse_rating
+from .prompts import build_prompt, rubric_lines
 
 CHUNK = 2048  # requests scheduled at a time (bounds memory; concurrency is bounded per teacher)
 
@@ -84,20 +87,29 @@ class AnnotateStats:
         total = Counter()
         by_tp: dict[str, Counter] = defaultdict(Counter)
         per_dim = {}
-        for (teacher, prompt, dim) in sorted(self.by_key):
+        for teacher, prompt, dim in sorted(self.by_key):
             c = self.by_key[(teacher, prompt, dim)]
             total.update(c)
             by_tp[f"{teacher}/{prompt}"].update(c)
             n = sum(c.values())
-            per_dim[f"{teacher}/{prompt}/{dim}"] = {"n": n, "ok": c["ok"], "unparsable": c["unparsable"],
-                                                    "failed": c["failed"],
-                                                    "failed_share": round(c["failed"] / n, 6) if n else 0.0}
+            per_dim[f"{teacher}/{prompt}/{dim}"] = {
+                "n": n,
+                "ok": c["ok"],
+                "unparsable": c["unparsable"],
+                "failed": c["failed"],
+                "failed_share": round(c["failed"] / n, 6) if n else 0.0,
+            }
         per = {}
         for key in sorted(by_tp):
             c = by_tp[key]
             n = sum(c.values())
-            per[key] = {"n": n, "ok": c["ok"], "unparsable": c["unparsable"], "failed": c["failed"],
-                        "failure_rate": round((c["unparsable"] + c["failed"]) / n, 6) if n else 0.0}
+            per[key] = {
+                "n": n,
+                "ok": c["ok"],
+                "unparsable": c["unparsable"],
+                "failed": c["failed"],
+                "failure_rate": round((c["unparsable"] + c["failed"]) / n, 6) if n else 0.0,
+            }
         n = sum(total.values())
         return {
             "items": self.items,
@@ -129,17 +141,24 @@ class FailedShareError(ExplainftError):
     def __init__(self, groups: list[dict[str, Any]], max_share: float, total_groups: int, note: str = ""):
         self.groups = groups
         self.max_share = max_share
-        lines = [f"{len(groups)} of {total_groups} teacher × prompt × dimension groups had more failed requests "
-                 f"than annotate.max_failed_share ({_pct(max_share)}) allows; no output was written:"]
+        lines = [
+            f"{len(groups)} of {total_groups} teacher × prompt × dimension groups had more failed requests "
+            f"than annotate.max_failed_share ({_pct(max_share)}) allows; no output was written:"
+        ]
         for g in groups:
             share = g["failed"] / g["n"]
-            lines.append(f"  teacher {g['teacher']!r} prompt {g['prompt']} dimension {g['dimension']}: "
-                         f"{g['failed']:,} of {g['n']:,} requests failed ({_pct(share, above=max_share)} > "
-                         f"annotate.max_failed_share {_pct(max_share)}), {g['unparsable']:,} unparsable; "
-                         f"first error: {g['first_error']}")
-        lines.append("Fix the cause named in the first errors (credentials, server, model name) and rerun"
-                     + (f"; {note}" if note else "") + ". To accept the failures instead, raise "
-                     "annotate.max_failed_share.")
+            lines.append(
+                f"  teacher {g['teacher']!r} prompt {g['prompt']} dimension {g['dimension']}: "
+                f"{g['failed']:,} of {g['n']:,} requests failed ({_pct(share, above=max_share)} > "
+                f"annotate.max_failed_share {_pct(max_share)}), {g['unparsable']:,} unparsable; "
+                f"first error: {g['first_error']}"
+            )
+        lines.append(
+            "Fix the cause named in the first errors (credentials, server, model name) and rerun"
+            + (f"; {note}" if note else "")
+            + ". To accept the failures instead, raise "
+            "annotate.max_failed_share."
+        )
         super().__init__("\n".join(lines))
 
 
@@ -184,8 +203,14 @@ def check_failed_share(ratings: Sequence[Rating], max_share: float, *, note: str
         g = groups.get((r.teacher, r.prompt, r.dimension))
         if g is None:
             g = groups[(r.teacher, r.prompt, r.dimension)] = {
-                "teacher": r.teacher, "prompt": r.prompt, "dimension": r.dimension, "n": 0, "failed": 0,
-                "unparsable": 0, "first_error": None}
+                "teacher": r.teacher,
+                "prompt": r.prompt,
+                "dimension": r.dimension,
+                "n": 0,
+                "failed": 0,
+                "unparsable": 0,
+                "first_error": None,
+            }
         g["n"] += 1
         if r.status == "failed":
             g["failed"] += 1
@@ -201,17 +226,18 @@ def check_failed_share(ratings: Sequence[Rating], max_share: float, *, note: str
 
 def make_annotator(cfg, cache: ResponseCache | None, progress=None) -> "Annotator":
     """An Annotator with one backend per teacher of ``cfg`` (an ``AnnotateConfig``)."""
-    from .backends import make_backend
 
-    return Annotator([make_backend(t) for t in cfg.teachers], cache, max_parse_retries=cfg.max_parse_retries,
-                     progress=progress)
+    return Annotator(
+        [make_backend(t) for t in cfg.teachers], cache, max_parse_retries=cfg.max_parse_retries, progress=progress
+    )
 
 
 class Annotator:
     """Runs the requests of one annotate stage against a set of teacher backends."""
 
-    def __init__(self, backends: Sequence[Backend], cache: ResponseCache | None, *, max_parse_retries: int = 2,
-                 progress=None):
+    def __init__(
+        self, backends: Sequence[Backend], cache: ResponseCache | None, *, max_parse_retries: int = 2, progress=None
+    ):
         names = [b.teacher.name for b in backends]
         if len(set(names)) != len(names):
             raise ValueError(f"teacher names must be unique, got {names}")
@@ -231,7 +257,6 @@ class Annotator:
         return asyncio.run(self.arun(list(convs), dimensions, variants))
 
     async def arun(self, convs: list[Conversation], dimensions: Sequence[str], variants: Sequence[str]) -> list[Rating]:
-        from .prompts import build_prompt
 
         self._sems = {name: asyncio.Semaphore(max(1, b.concurrency)) for name, b in self.backends.items()}
         self._preflight_locks = {name: asyncio.Lock() for name in self.backends}
@@ -245,7 +270,7 @@ class Annotator:
                         requests.append(Request(conversation=conv, dimension=dim, teacher=name, prompt=prompt))
         out: list[Rating] = []
         for start in range(0, len(requests), CHUNK):
-            chunk = requests[start:start + CHUNK]
+            chunk = requests[start : start + CHUNK]
             await self._preflight_chunk(chunk)
             await self._prefetch_batches(chunk)
             out.extend(await asyncio.gather(*(self._rate(r) for r in chunk)))
@@ -287,8 +312,9 @@ class Annotator:
         if len(errors) == 1:
             raise errors[0]
         if errors:
-            raise PreflightError(f"{len(errors)} teachers failed their preflight check:\n"
-                                 + "\n".join(f"  {e}" for e in errors))
+            raise PreflightError(
+                f"{len(errors)} teachers failed their preflight check:\n" + "\n".join(f"  {e}" for e in errors)
+            )
 
     async def _preflight(self, backend: Backend) -> None:
         """Run ``backend.apreflight()`` once per Annotator; a failure is remembered and raised again."""
@@ -320,13 +346,14 @@ class Annotator:
             if todo:
                 await self._preflight(backend)
             for i in range(0, len(todo), backend.batch_size):
-                batch = todo[i:i + backend.batch_size]
+                batch = todo[i : i + backend.batch_size]
                 replies = await asyncio.to_thread(backend.complete_batch, [(r.messages(), r) for r in batch])
                 self.stats.requests_sent += len(batch)
                 for r, reply in zip(batch, replies):
                     if isinstance(reply, str) and backend.cacheable and self.cache is not None:
-                        self.cache.put(cache_key(backend.identity(), r.messages(), 0), backend.kind,
-                                       backend.teacher.model, reply)
+                        self.cache.put(
+                            cache_key(backend.identity(), r.messages(), 0), backend.kind, backend.teacher.model, reply
+                        )
 
     async def _reply(self, backend: Backend, request: Request) -> str:
         messages = request.messages()
@@ -346,8 +373,6 @@ class Annotator:
         return reply
 
     async def _rate(self, request: Request) -> Rating:
-        from .parse import parse_rating
-        from .prompts import rubric_lines
 
         backend = self.backends[request.teacher]
         prompt: Prompt = request.prompt
@@ -356,27 +381,63 @@ class Annotator:
             try:
                 reply = await self._reply(backend, request)
             except BackendError as e:
-                return self._done(Rating(id=request.item_id, dimension=request.dimension, teacher=request.teacher,
-                                         prompt=prompt.variant, scale=prompt.scale, raw_score=None, assessment="",
-                                         confidence="", status="failed", error=str(e)))
+                return self._done(
+                    Rating(
+                        id=request.item_id,
+                        dimension=request.dimension,
+                        teacher=request.teacher,
+                        prompt=prompt.variant,
+                        scale=prompt.scale,
+                        raw_score=None,
+                        assessment="",
+                        confidence="",
+                        status="failed",
+                        error=str(e),
+                    )
+                )
             parsed = parse_rating(reply, prompt.scale, rubric)
             if parsed.score is not None:
                 self.stats.parsed_by[parsed.method] += 1
                 self.stats.parse_warnings += bool(parsed.warnings)
-                return self._done(Rating(id=request.item_id, dimension=request.dimension, teacher=request.teacher,
-                                         prompt=prompt.variant, scale=prompt.scale, raw_score=parsed.score,
-                                         assessment=parsed.assessment, confidence=parsed.confidence, status="ok"))
+                return self._done(
+                    Rating(
+                        id=request.item_id,
+                        dimension=request.dimension,
+                        teacher=request.teacher,
+                        prompt=prompt.variant,
+                        scale=prompt.scale,
+                        raw_score=parsed.score,
+                        assessment=parsed.assessment,
+                        confidence=parsed.confidence,
+                        status="ok",
+                    )
+                )
             if attempt < self.max_parse_retries:
                 self.stats.parse_retries += 1
                 fix = RETRY_MESSAGE.format(error=parsed.error, scale=prompt.scale)
-                request = Request(conversation=request.conversation, dimension=request.dimension,
-                                  teacher=request.teacher, prompt=prompt, attempt=attempt + 1,
-                                  followup=request.followup + ({"role": "assistant", "content": reply},
-                                                               {"role": "user", "content": fix}))
-        return self._done(Rating(id=request.item_id, dimension=request.dimension, teacher=request.teacher,
-                                 prompt=prompt.variant, scale=prompt.scale, raw_score=None, assessment="",
-                                 confidence="", status="unparsable",
-                                 error=f"after {self.max_parse_retries + 1} attempts: {parsed.error}"))
+                request = Request(
+                    conversation=request.conversation,
+                    dimension=request.dimension,
+                    teacher=request.teacher,
+                    prompt=prompt,
+                    attempt=attempt + 1,
+                    followup=request.followup
+                    + ({"role": "assistant", "content": reply}, {"role": "user", "content": fix}),
+                )
+        return self._done(
+            Rating(
+                id=request.item_id,
+                dimension=request.dimension,
+                teacher=request.teacher,
+                prompt=prompt.variant,
+                scale=prompt.scale,
+                raw_score=None,
+                assessment="",
+                confidence="",
+                status="unparsable",
+                error=f"after {self.max_parse_retries + 1} attempts: {parsed.error}",
+            )
+        )
 
     def _done(self, rating: Rating) -> Rating:
         self.stats.add(rating)

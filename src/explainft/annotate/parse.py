@@ -170,7 +170,7 @@ def _json_text(obj: dict, key: str) -> tuple[str, str | None]:
 
 def _from_object(obj: _Obj, scale: int, method: str, extra: tuple[str, ...] = ()) -> ParsedRating:
     if "score" in obj.conflicts:
-        return _invalid("ambiguous reply: the key \"score\" is given twice with different values")
+        return _invalid('ambiguous reply: the key "score" is given twice with different values')
     n, err = _json_score(obj["score"])
     if err is None:
         err = _in_range(n, scale)  # type: ignore[arg-type]
@@ -182,8 +182,14 @@ def _from_object(obj: _Obj, scale: int, method: str, extra: tuple[str, ...] = ()
         texts[key], w = _json_text(obj, key)
         if w:
             warnings.append(w)
-    return ParsedRating(score=n, assessment=texts["assessment"], confidence=texts["confidence"], error=None,
-                        method=method, warnings=tuple(warnings))
+    return ParsedRating(
+        score=n,
+        assessment=texts["assessment"],
+        confidence=texts["confidence"],
+        error=None,
+        method=method,
+        warnings=tuple(warnings),
+    )
 
 
 def _strict(text: str, scale: int) -> ParsedRating | None:
@@ -223,12 +229,17 @@ _WORD = re.compile(r"[^\W_]+")
 _DIGIT = re.compile(r"\d")
 _MASK = "\x00"  # rubric quotes: a label cannot reach across them
 _RANGE_MASK = "~"  # ranges: a label may reach across them ("Score (1-5): 4")
-_LABEL = (r"(?<![^\W_])(?:score|scored|scoring|rating|rated|rate|grade|graded"
-          r"|(?:give|gave|giving)\s+(?:it|this(?:\s+response)?|the\s+response))(?![^\W_])")
+_LABEL = (
+    r"(?<![^\W_])(?:score|scored|scoring|rating|rated|rate|grade|graded"
+    r"|(?:give|gave|giving)\s+(?:it|this(?:\s+response)?|the\s+response))(?![^\W_])"
+)
 _LABEL_RE = re.compile(_LABEL, re.I)
 _NUMBER = r"\d{1,9}(?:\.\d{1,9})?"
-_RANGE = re.compile(rf"(?<![\w.]){_NUMBER}[^\S\n]*(?:-|–|—|‒|−|\bto\b|\.\.\.?|…|\bthrough\b)[^\S\n]*"
-                    rf"{_NUMBER}(?![\w]|\.\d)", re.I)
+_RANGE = re.compile(
+    rf"(?<![\w.]){_NUMBER}[^\S\n]*(?:-|–|—|‒|−|\bto\b|\.\.\.?|…|\bthrough\b)[^\S\n]*"
+    rf"{_NUMBER}(?![\w]|\.\d)",
+    re.I,
+)
 _MIN_RUBRIC_WORDS = 3
 
 
@@ -247,8 +258,9 @@ def _rubric_index(rubric: frozenset[str]) -> _RubricIndex:
             if len(words) < _MIN_RUBRIC_WORDS or not any(_DIGIT.search(w) for w in words):
                 continue
             body = "".join(r"[\W_]+" + re.escape(w) for w in words[1:])
-            patterns.append((re.compile(rf"(?<![^\W_])({re.escape(words[0])}){body}(?![^\W_])", re.I),
-                             words[0].isdigit()))
+            patterns.append(
+                (re.compile(rf"(?<![^\W_])({re.escape(words[0])}){body}(?![^\W_])", re.I), words[0].isdigit())
+            )
             joined.append(" " + " ".join(words) + " ")
     return _RubricIndex(tuple(patterns), tuple(joined))
 
@@ -270,7 +282,7 @@ def _mask_rubric(text: str, rubric: AbstractSet[str]) -> str:
     for pattern, numbered in index.patterns:
         for m in pattern.finditer(text):
             start = m.start()
-            prefix = text[text.rfind("\n", 0, start) + 1:start]
+            prefix = text[text.rfind("\n", 0, start) + 1 : start]
             if numbered and _LABEL_RE.search(prefix) and not _DIGIT.search(prefix):
                 start = m.end(1)  # "Score: 4: Mostly natural ..." keeps its own 4
             _blank(chars, start, m.end(), _MASK)
@@ -294,13 +306,14 @@ def _mask_ranges(text: str) -> str:
 _SIGNED = r"(?<![\w.])(?P<sign>[-−](?=\d))?(?P<num>" + _NUMBER + r")(?![\w%]|\.\d)"
 _OUT_OF = r"(?P<tail>[^\S\n]*\(?[^\S\n]*(?:/|out[^\S\n]+of)[^\S\n]*(?P<of>\d{1,9})(?![\w]|\.\d))?"
 _LABELLED = re.compile(
-    _LABEL
-    + r"(?:[^\d\n\x00]{0,40}?|[^\w\n\x00]{0,12}\n[^\S\n]*\n?[^\w\n\x00]{0,12}?)"
-    + _SIGNED + _OUT_OF,
+    _LABEL + r"(?:[^\d\n\x00]{0,40}?|[^\w\n\x00]{0,12}\n[^\S\n]*\n?[^\w\n\x00]{0,12}?)" + _SIGNED + _OUT_OF,
     re.I,
 )
-_UNLABELLED_OUT_OF = re.compile(r"(?<![\w.])(?P<sign>)(?P<num>\d{1,9})[^\S\n]*(?:/|out[^\S\n]+of)[^\S\n]*"
-                                r"(?P<of>\d{1,9})(?![\w]|\.\d)", re.I)
+_UNLABELLED_OUT_OF = re.compile(
+    r"(?<![\w.])(?P<sign>)(?P<num>\d{1,9})[^\S\n]*(?:/|out[^\S\n]+of)[^\S\n]*"
+    r"(?P<of>\d{1,9})(?![\w]|\.\d)",
+    re.I,
+)
 _BARE = re.compile(r"\A[\s*_\"'`(\[]*(?P<sign>[-−])?(?P<num>" + _NUMBER + r")[\s*_\"'`)\].]*\Z")
 
 
@@ -360,7 +373,7 @@ def _score_lines(text: str, spans: list[tuple[int, int]]) -> set[int]:
     for s, e in spans:
         first = text.count("\n", 0, s)
         last = text.count("\n", 0, e)
-        rest = text[starts[first]:s] + text[e:starts[last] + len(lines[last])]
+        rest = text[starts[first] : s] + text[e : starts[last] + len(lines[last])]
         if not _WORD.search(rest):
             out.update(range(first, last + 1))
     return out
@@ -389,8 +402,11 @@ def _fallback_texts(text: str, unquoted: str, spans: list[tuple[int, int]]) -> t
         buckets[current].append(line)
     assessment = "\n".join(buckets["assessment" if "assessment" in seen else "prose"]).strip()
     confidence = "\n".join(buckets["confidence"]).strip()
-    return assessment, confidence, ["explanation taken from labelled sections" if seen else
-                                    "explanation is the reply's prose"]
+    return (
+        assessment,
+        confidence,
+        ["explanation taken from labelled sections" if seen else "explanation is the reply's prose"],
+    )
 
 
 # --------------------------------------------------------------------------- entry point
@@ -437,9 +453,14 @@ def parse_rating(text: str, scale: int, rubric: AbstractSet[str] = frozenset()) 
         n, err = _decide([m], scale)
         if err is not None:
             return _invalid(err)
-        return ParsedRating(score=n, assessment="", confidence="", error=None, method="fallback",
-                            warnings=("the reply is only a number", "no assessment in the reply",
-                                      "no confidence in the reply"))
+        return ParsedRating(
+            score=n,
+            assessment="",
+            confidence="",
+            error=None,
+            method="fallback",
+            warnings=("the reply is only a number", "no assessment in the reply", "no confidence in the reply"),
+        )
 
     # c. labelled scores, d. unlabelled "N out of scale"
     matches = list(_LABELLED.finditer(masked))
@@ -453,10 +474,17 @@ def parse_rating(text: str, scale: int, rubric: AbstractSet[str] = frozenset()) 
         warnings = ["score from labelled text"] + notes
         if stripped.startswith(("{", "```")):
             warnings.append("the reply is incomplete JSON")
-        warnings += [f"no {k} in the reply" for k, v in (("assessment", assessment), ("confidence", confidence))
-                     if not v]
-        return ParsedRating(score=n, assessment=assessment, confidence=confidence, error=None, method="fallback",
-                            warnings=tuple(warnings))
+        warnings += [
+            f"no {k} in the reply" for k, v in (("assessment", assessment), ("confidence", confidence)) if not v
+        ]
+        return ParsedRating(
+            score=n,
+            assessment=assessment,
+            confidence=confidence,
+            error=None,
+            method="fallback",
+            warnings=tuple(warnings),
+        )
 
     # why nothing was found
     if unquoted != stripped:

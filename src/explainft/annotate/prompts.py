@@ -46,8 +46,9 @@ from functools import lru_cache
 from string import Template
 from typing import Any, Mapping, Sequence
 
+from ..config.annotate import PROMPT_VARIANTS
 from ..records import DIMENSIONS, Conversation
-from .base import PROMPT_VARIANTS, Prompt
+from .base import Prompt
 
 # --------------------------------------------------------------------------- variants
 
@@ -162,28 +163,43 @@ SCALE_LINE = Template("Scale: 1 (worst) to $scale (best). What each score means:
 EXAMPLES: dict[str, tuple[tuple[tuple[tuple[str, str], ...], dict[int, int], str, str], ...]] = {
     "naturalness": (
         (
-            (("user", "ugh my flight got cancelled again, stuck at the airport"),
-             ("assistant", "Oh no, that's so frustrating, especially twice in a row. Want help finding the next "
-                           "flight out, or a hotel nearby for tonight?")),
+            (
+                ("user", "ugh my flight got cancelled again, stuck at the airport"),
+                (
+                    "assistant",
+                    "Oh no, that's so frustrating, especially twice in a row. Want help finding the next "
+                    "flight out, or a hotel nearby for tonight?",
+                ),
+            ),
             {5: 5, 4: 4},
             "The reply meets the user's frustration in the same casual register ('Oh no, that's so frustrating') "
             "and offers concrete help; nothing sounds scripted or repeated.",
             "High: the wording and tone are clearly human-like and there is nothing stiff to weigh against them.",
         ),
         (
-            (("user", "What time does the museum open on Sundays?"),
-             ("assistant", "Thank you for your question. I am happy to assist you with your question. The museum "
-                           "opens at 10 a.m. on Sundays. Is there anything else I can assist you with today? Is "
-                           "there anything else?")),
+            (
+                ("user", "What time does the museum open on Sundays?"),
+                (
+                    "assistant",
+                    "Thank you for your question. I am happy to assist you with your question. The museum "
+                    "opens at 10 a.m. on Sundays. Is there anything else I can assist you with today? Is "
+                    "there anything else?",
+                ),
+            ),
             {5: 1, 4: 1},
             "Boilerplate openers ('Thank you for your question. I am happy to assist you with your question.') and "
             "a closing question asked twice make it read like a script; the one useful sentence is buried.",
             "High: the repetition and stock phrases are unambiguous.",
         ),
         (
-            (("user", "lol my cat just knocked my coffee all over my keyboard"),
-             ("assistant", "I am sorry to hear about this incident. Liquid spills can damage electronic devices. "
-                           "Please disconnect the keyboard and allow it to dry completely before use.")),
+            (
+                ("user", "lol my cat just knocked my coffee all over my keyboard"),
+                (
+                    "assistant",
+                    "I am sorry to hear about this incident. Liquid spills can damage electronic devices. "
+                    "Please disconnect the keyboard and allow it to dry completely before use.",
+                ),
+            ),
             {5: 3, 4: 2},
             "The advice is sensible, but the clinical wording ('I am sorry to hear about this incident') ignores "
             "the user's joking tone, so it sounds like a manual rather than a person.",
@@ -192,29 +208,41 @@ EXAMPLES: dict[str, tuple[tuple[tuple[tuple[str, str], ...], dict[int, int], str
     ),
     "comprehensiveness": (
         (
-            (("user", "I'm choosing between renting and buying a flat. What should I consider?"),
-             ("assistant", "Think about how long you'll stay (buying usually pays off only over several years), "
-                           "the upfront costs (deposit, fees, taxes), the running costs (maintenance and insurance "
-                           "versus rent rises), how much flexibility you need if your job or family changes, and "
-                           "what the deposit could earn if invested instead. Local prices and interest rates "
-                           "matter too.")),
+            (
+                ("user", "I'm choosing between renting and buying a flat. What should I consider?"),
+                (
+                    "assistant",
+                    "Think about how long you'll stay (buying usually pays off only over several years), "
+                    "the upfront costs (deposit, fees, taxes), the running costs (maintenance and insurance "
+                    "versus rent rises), how much flexibility you need if your job or family changes, and "
+                    "what the deposit could earn if invested instead. Local prices and interest rates "
+                    "matter too.",
+                ),
+            ),
             {5: 5, 4: 4},
             "It covers the factors someone weighing renting against buying needs: time horizon, upfront and running "
             "costs, flexibility, the opportunity cost of the deposit, and market conditions.",
             "High: no salient consideration is missing for a general question like this.",
         ),
         (
-            (("user", "How do I make a cheese omelette, and how many eggs do I need for two people?"),
-             ("assistant", "Whisk the eggs, pour them into a hot buttered pan, add cheese and fold.")),
+            (
+                ("user", "How do I make a cheese omelette, and how many eggs do I need for two people?"),
+                ("assistant", "Whisk the eggs, pour them into a hot buttered pan, add cheese and fold."),
+            ),
             {5: 2, 4: 2},
             "It gives a bare outline of the method but ignores the second question (how many eggs for two people) "
             "and leaves out heat, timing and seasoning.",
             "High: one of the two questions is plainly unanswered.",
         ),
         (
-            (("user", "What's the capital of Australia, and why isn't it Sydney?"),
-             ("assistant", "The capital is Canberra. It was chosen as a compromise between Sydney and Melbourne, "
-                           "which both wanted to be the capital.")),
+            (
+                ("user", "What's the capital of Australia, and why isn't it Sydney?"),
+                (
+                    "assistant",
+                    "The capital is Canberra. It was chosen as a compromise between Sydney and Melbourne, "
+                    "which both wanted to be the capital.",
+                ),
+            ),
             {5: 4, 4: 3},
             "Both parts are answered ('Canberra', 'a compromise between Sydney and Melbourne'), but with little "
             "background, such as the city being purpose-built after federation.",
@@ -223,28 +251,43 @@ EXAMPLES: dict[str, tuple[tuple[tuple[tuple[str, str], ...], dict[int, int], str
     ),
     "on_topic": (
         (
-            (("user", "Can you suggest a vegetarian dish I can cook in twenty minutes?"),
-             ("assistant", "Try a chickpea and spinach curry: fry onion and garlic, add curry spices, a tin of "
-                           "chickpeas, chopped tomatoes and spinach, and simmer for ten minutes. Serve with rice "
-                           "or flatbread.")),
+            (
+                ("user", "Can you suggest a vegetarian dish I can cook in twenty minutes?"),
+                (
+                    "assistant",
+                    "Try a chickpea and spinach curry: fry onion and garlic, add curry spices, a tin of "
+                    "chickpeas, chopped tomatoes and spinach, and simmer for ten minutes. Serve with rice "
+                    "or flatbread.",
+                ),
+            ),
             {5: 5, 4: 4},
             "Every sentence serves the request: one quick vegetarian dish, with steps that fit the time limit.",
             "High: nothing in the reply strays from what was asked.",
         ),
         (
-            (("user", "How do I reset my router?"),
-             ("assistant", "Routers grew out of the packet-switching research of the early internet. Today many "
-                           "households have several connected devices, and home internet speeds keep improving.")),
+            (
+                ("user", "How do I reset my router?"),
+                (
+                    "assistant",
+                    "Routers grew out of the packet-switching research of the early internet. Today many "
+                    "households have several connected devices, and home internet speeds keep improving.",
+                ),
+            ),
             {5: 1, 4: 1},
             "The reply gives router history and general internet trends but never says how to reset a router, "
             "which is all the user asked.",
             "High: none of the content addresses the request.",
         ),
         (
-            (("user", "Which is better for a beginner runner, road running shoes or trail shoes?"),
-             ("assistant", "For a beginner running on roads or tracks, road running shoes are the better choice. "
-                           "By the way, running is great for your heart, and many people also enjoy swimming and "
-                           "cycling, which are low-impact and good for cross-training.")),
+            (
+                ("user", "Which is better for a beginner runner, road running shoes or trail shoes?"),
+                (
+                    "assistant",
+                    "For a beginner running on roads or tracks, road running shoes are the better choice. "
+                    "By the way, running is great for your heart, and many people also enjoy swimming and "
+                    "cycling, which are low-impact and good for cross-training.",
+                ),
+            ),
             {5: 3, 4: 2},
             "The first sentence answers the question directly, but half of the reply drifts into the general "
             "benefits of running, swimming and cycling, which the user did not ask about.",
@@ -429,16 +472,20 @@ def _rubric_block(dimension: str, variant: str) -> str:
     scale = variant_scale(variant)
     parts = [DEFINITIONS[dimension], SCALE_LINE.substitute(scale=scale) + "\n" + "\n".join(RUBRICS[dimension][scale])]
     if VARIANT_EXAMPLES[variant]:
-        parts.append(EXAMPLES_HEADER + "\n\n" + "\n\n".join(
-            _render_example(i, dimension, scale) for i in range(len(EXAMPLES[dimension]))))
+        parts.append(
+            EXAMPLES_HEADER
+            + "\n\n"
+            + "\n\n".join(_render_example(i, dimension, scale) for i in range(len(EXAMPLES[dimension])))
+        )
     return "\n\n".join(parts)
 
 
 @lru_cache(maxsize=None)
 def _system(dimension: str, variant: str) -> str:
     scale = variant_scale(variant)
-    return "\n\n".join([ROLE, UNTRUSTED_RULE, _rubric_block(dimension, variant),
-                        OUTPUT_CONTRACT.substitute(scale=scale)])
+    return "\n\n".join(
+        [ROLE, UNTRUSTED_RULE, _rubric_block(dimension, variant), OUTPUT_CONTRACT.substitute(scale=scale)]
+    )
 
 
 # --------------------------------------------------------------------------- builders
@@ -481,8 +528,9 @@ def _field(rating: Any, *names: str) -> Any:
     return None
 
 
-def _fenced_messages(templates: dict[str, Template], system_fields: dict[str, Any], items: list[str],
-                     user_fields: dict[str, Any]) -> list[dict[str, str]]:
+def _fenced_messages(
+    templates: dict[str, Template], system_fields: dict[str, Any], items: list[str], user_fields: dict[str, Any]
+) -> list[dict[str, str]]:
     body = "\n\n".join(items)
     nonce = fence_nonce(body)
     return [
@@ -509,18 +557,28 @@ def build_judge_prompt(dimension: str, ratings: Sequence[Any]) -> list[dict[str,
                 raise ValueError(f"rating {i}: {name} must be an integer, got {v!r}")
         if scale < 2 or not 1 <= score <= scale:
             raise ValueError(f"rating {i}: score {score} outside 1..{scale}")
-        items.append(neutralise(MERGE_JUDGE["item"].substitute(
-            i=i, score=score, scale=scale, normalised=f"{(score - 1) / (scale - 1):.2f}",
-            assessment=" ".join(str(_field(r, "assessment") or "").split()) or "(none)",
-            confidence=" ".join(str(_field(r, "confidence") or "").split()) or "(none)")))
+        items.append(
+            neutralise(
+                MERGE_JUDGE["item"].substitute(
+                    i=i,
+                    score=score,
+                    scale=scale,
+                    normalised=f"{(score - 1) / (scale - 1):.2f}",
+                    assessment=" ".join(str(_field(r, "assessment") or "").split()) or "(none)",
+                    confidence=" ".join(str(_field(r, "confidence") or "").split()) or "(none)",
+                )
+            )
+        )
     rubric = "\n".join(RUBRICS[dimension][5])
     name = DIMENSION_NAMES[dimension]
-    return _fenced_messages(MERGE_JUDGE, {"name": name, "definition": DEFINITIONS[dimension], "rubric": rubric},
-                            items, {"name": name})
+    return _fenced_messages(
+        MERGE_JUDGE, {"name": name, "definition": DEFINITIONS[dimension], "rubric": rubric}, items, {"name": name}
+    )
 
 
-def build_summary_prompt(dimension: str, texts: Sequence[str], kind: str, *,
-                         max_words: int = SUMMARY_MAX_WORDS) -> list[dict[str, str]]:
+def build_summary_prompt(
+    dimension: str, texts: Sequence[str], kind: str, *, max_words: int = SUMMARY_MAX_WORDS
+) -> list[dict[str, str]]:
     """The summariser's chat (system, user): combine explanations of one ``kind`` into one, answering {"text"}.
 
     ``kind`` is "assessment" or "confidence". Empty or blank texts are left out (they say nothing); ValueError if
@@ -535,5 +593,9 @@ def build_summary_prompt(dimension: str, texts: Sequence[str], kind: str, *,
     items = [neutralise(MERGE_SUMMARY["item"].substitute(i=i, text=t)) for i, t in enumerate(kept, start=1)]
     name = DIMENSION_NAMES[dimension]
     about = Template(SUMMARY_KINDS[kind]).substitute(name=name)
-    return _fenced_messages(MERGE_SUMMARY, {"name": name, "about": about, "definition": DEFINITIONS[dimension],
-                                            "max_words": max_words}, items, {"kind": kind})
+    return _fenced_messages(
+        MERGE_SUMMARY,
+        {"name": name, "about": about, "definition": DEFINITIONS[dimension], "max_words": max_words},
+        items,
+        {"kind": kind},
+    )

@@ -64,12 +64,17 @@ REGISTRY: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in [
         DatasetSpec("chatterbot", "chatterbot", "English dialogues of the chatterbot-corpus package (embedded demo)"),
-        DatasetSpec("chatterbot_perturbed", "chatterbot",
-                    "the chatterbot dialogues with seeded perturbations of the response (embedded demo)",
-                    fixed={"perturbed": True}),
+        DatasetSpec(
+            "chatterbot_perturbed",
+            "chatterbot",
+            "the chatterbot dialogues with seeded perturbations of the response (embedded demo)",
+            fixed={"perturbed": True},
+        ),
         DatasetSpec("chatbot_arena", "arena", "lmsys/chatbot_arena_conversations (both sides of each battle)"),
         DatasetSpec("hh_rlhf_chosen", "hh_rlhf", "Anthropic/hh-rlhf, the chosen transcripts", fixed={"side": "chosen"}),
-        DatasetSpec("hh_rlhf_rejected", "hh_rlhf", "Anthropic/hh-rlhf, the rejected transcripts", fixed={"side": "rejected"}),
+        DatasetSpec(
+            "hh_rlhf_rejected", "hh_rlhf", "Anthropic/hh-rlhf, the rejected transcripts", fixed={"side": "rejected"}
+        ),
         DatasetSpec("amazonqa", "amazonqa", "AmazonQA *-qar.jsonl (Gupta et al. 2019), review snippets as context"),
         DatasetSpec("coqa", "coqa", "CoQA (Reddy et al. 2019), original JSON or Hub parquet, story as context"),
         DatasetSpec("cornell_movie_dialogs", "cornell", "Cornell Movie-Dialogs Corpus, the original text files"),
@@ -82,4 +87,6 @@ def get(name: str) -> DatasetSpec:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise ConfigError("data.datasets", f"unknown dataset {name!r}; known datasets: {', '.join(sorted(REGISTRY))}") from None
+        raise ConfigError(
+            "data.datasets", f"unknown dataset {name!r}; known datasets: {', '.join(sorted(REGISTRY))}"
+        ) from None

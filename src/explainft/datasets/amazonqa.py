@@ -96,12 +96,18 @@ def select_files(raw_dir: Path, splits: list[str], dataset: str) -> list[tuple[P
     for split in splits:
         paths = by_split.get(split, [])
         if not paths:
-            raise RecordError("missing_file", f"no file for split {split!r} (found splits: "
-                              f"{', '.join(sorted(by_split)) or 'none'}); set sources.{dataset}.options.splits",
-                              file=raw_dir)
+            raise RecordError(
+                "missing_file",
+                f"no file for split {split!r} (found splits: "
+                f"{', '.join(sorted(by_split)) or 'none'}); set sources.{dataset}.options.splits",
+                file=raw_dir,
+            )
         if len(paths) > 1:
-            raise RecordError("duplicate_file", f"split {split!r} has several files: "
-                              f"{', '.join(str(p.relative_to(raw_dir)) for p in paths)}", file=raw_dir)
+            raise RecordError(
+                "duplicate_file",
+                f"split {split!r} has several files: {', '.join(str(p.relative_to(raw_dir)) for p in paths)}",
+                file=raw_dir,
+            )
         out.append((paths[0], split))
     return out
 
@@ -133,8 +139,11 @@ def load(raw_dir: Path, options: dict[str, Any], ctx: LoadContext) -> Iterator[C
 def _helpful(ans: dict, where: str) -> list[int]:
     helpful = require(ans, "helpful", list, where=where)
     if len(helpful) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in helpful):
-        raise RecordError("wrong_type", f"expected [n_helpful, n_total] (two non-negative ints), got {helpful!r}",
-                          field=f"{where}helpful")
+        raise RecordError(
+            "wrong_type",
+            f"expected [n_helpful, n_total] (two non-negative ints), got {helpful!r}",
+            field=f"{where}helpful",
+        )
     return helpful
 
 
@@ -143,8 +152,9 @@ def _key(helpful: list[int]) -> tuple[int, float]:
     return votes, (votes / total if total else 0.0)
 
 
-def build(obj: Any, *, split: str, rel: str, rec: RecordScope, options: dict[str, Any],
-          ctx: LoadContext) -> list[Conversation]:
+def build(
+    obj: Any, *, split: str, rel: str, rec: RecordScope, options: dict[str, Any], ctx: LoadContext
+) -> list[Conversation]:
     """The conversations of one source line (a list, built before any is yielded)."""
     if not isinstance(obj, dict):
         raise RecordError("wrong_type", f"a line must be a JSON object, got {type(obj).__name__}")
@@ -209,26 +219,28 @@ def build(obj: Any, *, split: str, rel: str, rec: RecordScope, options: dict[str
     group = prompt_group((Turn("user", question), Turn("assistant", question)))
     out = []
     for index, text, atype, helpful in picked:
-        out.append(Conversation(
-            id=base_id if options["answer"] == "most_helpful" else f"{base_id}/a{index}",
-            dataset=ctx.dataset,
-            turns=(Turn("user", question), Turn("assistant", text)),
-            group=group,
-            context=context,
-            meta={
-                "asin": asin,
-                "category": category,
-                "questionType": qtype,
-                "is_answerable": is_answerable,
-                "answerType": atype,
-                "helpful": list(helpful),
-                "answer_index": index,
-                "n_answers": len(raw_answers),
-                "split": split,
-                "qid": qid,
-                "source": {"file": rel, "line": rec.line},
-            },
-        ))
+        out.append(
+            Conversation(
+                id=base_id if options["answer"] == "most_helpful" else f"{base_id}/a{index}",
+                dataset=ctx.dataset,
+                turns=(Turn("user", question), Turn("assistant", text)),
+                group=group,
+                context=context,
+                meta={
+                    "asin": asin,
+                    "category": category,
+                    "questionType": qtype,
+                    "is_answerable": is_answerable,
+                    "answerType": atype,
+                    "helpful": list(helpful),
+                    "answer_index": index,
+                    "n_answers": len(raw_answers),
+                    "split": split,
+                    "qid": qid,
+                    "source": {"file": rel, "line": rec.line},
+                },
+            )
+        )
     return out
 
 

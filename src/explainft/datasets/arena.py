@@ -13,7 +13,7 @@ CoQA loader. Errors name the file and the line, or for parquet the row (in the
 error's ``line`` and as ``row N`` in its message), and the field.
 
 Every row is checked first: all 13 columns present and of the published type
-(see DATASETS.md), ``winner`` one of ``model_a``, ``model_b``, ``tie``,
+(the dataset card of lmsys/chatbot_arena_conversations), ``winner`` one of ``model_a``, ``model_b``, ``tie``,
 ``tie (bothbad)``; a violation is a :class:`RecordError` (reason
 ``missing_field``, ``wrong_type`` or ``bad_value``). Then the options decide:
 
@@ -84,8 +84,11 @@ BATCH_ROWS = 1024
 def load(raw_dir: Path, options: dict[str, Any], ctx: LoadContext) -> Iterator[Conversation]:
     files = [p for p in find_files(raw_dir, RAW_FILES, ctx.dataset) if not _hidden(p, raw_dir)]
     if not files:
-        raise RecordError("missing_file", f"no raw files matching {RAW_FILES} for dataset {ctx.dataset!r} "
-                          "(outside hidden folders)", file=raw_dir)
+        raise RecordError(
+            "missing_file",
+            f"no raw files matching {RAW_FILES} for dataset {ctx.dataset!r} (outside hidden folders)",
+            file=raw_dir,
+        )
     for path in files:
         ctx.note_file(path, raw_dir)
         rel = _rel(path, raw_dir)
@@ -175,8 +178,15 @@ def _build_row(obj: Any, source: dict[str, Any], options: dict[str, Any], ctx: L
             ctx.drop(turns)
             continue
         turns = merge_consecutive(turns, ctx, options.get("consecutive_roles", "merge"))
-        rec.add(Conversation(id=f"{ctx.dataset}/{qid}/{side}", dataset=ctx.dataset, turns=tuple(turns),
-                             meta=_meta(row, side, source), group=prompt_group(turns)))
+        rec.add(
+            Conversation(
+                id=f"{ctx.dataset}/{qid}/{side}",
+                dataset=ctx.dataset,
+                turns=tuple(turns),
+                meta=_meta(row, side, source),
+                group=prompt_group(turns),
+            )
+        )
 
 
 def _check_columns(obj: dict) -> dict[str, Any]:
@@ -230,8 +240,11 @@ def _parse_side(messages: list | None, name: str) -> list[Turn] | str:
     if drop:
         return drop
     if turns[-1].role != "assistant":
-        raise RecordError("last_turn_not_response", "the last message must be the assistant's response",
-                          field=f"{name}[{len(messages) - 1}].role")
+        raise RecordError(
+            "last_turn_not_response",
+            "the last message must be the assistant's response",
+            field=f"{name}[{len(messages) - 1}].role",
+        )
     if not any(t.role == "user" for t in turns):
         raise RecordError("no_request", "no user message before the response", field=name)
     return turns

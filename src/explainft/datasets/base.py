@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..config.data import ON_ERROR
 from ..errors import ConfigError, RecordError
 from ..records import Conversation, Turn
-
-ON_ERROR = ("raise", "skip")
 
 
 @dataclass
@@ -90,8 +89,11 @@ class LoadContext:
                         text = raw.decode(encoding)
                     except UnicodeDecodeError as e:
                         self.source_records += 1
-                        self.error(RecordError("bad_encoding", f"bytes not valid {encoding} at byte {e.start}",
-                                               file=path, line=lineno))
+                        self.error(
+                            RecordError(
+                                "bad_encoding", f"bytes not valid {encoding} at byte {e.start}", file=path, line=lineno
+                            )
+                        )
                         continue
                     text = text.rstrip("\r\n")
                     if text.strip():
@@ -115,7 +117,9 @@ class LoadContext:
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
-                self.error(RecordError("bad_json", f"invalid JSON: {e.msg} at column {e.colno}", file=path, line=lineno))
+                self.error(
+                    RecordError("bad_json", f"invalid JSON: {e.msg} at column {e.colno}", file=path, line=lineno)
+                )
                 continue
             yield scope, obj
 
@@ -189,7 +193,9 @@ def require(obj: Any, key: str, types: type | tuple[type, ...], *, where: str = 
     """Fetch ``obj[key]`` checking presence and type; RecordError names the field path."""
     name = f"{where}{key}"
     if not isinstance(obj, dict):
-        raise RecordError("wrong_type", f"expected an object, got {type(obj).__name__}", field=where.rstrip(".") or None)
+        raise RecordError(
+            "wrong_type", f"expected an object, got {type(obj).__name__}", field=where.rstrip(".") or None
+        )
     if key not in obj:
         raise RecordError("missing_field", "required field is missing", field=name)
     value = obj[key]
@@ -199,10 +205,15 @@ def require(obj: Any, key: str, types: type | tuple[type, ...], *, where: str = 
         raise RecordError("missing_field", "required field is null", field=name)
     tuple_types = types if isinstance(types, tuple) else (types,)
     if isinstance(value, bool) and bool not in tuple_types:
-        raise RecordError("wrong_type", "expected " + " or ".join(t.__name__ for t in tuple_types) + ", got bool", field=name)
+        raise RecordError(
+            "wrong_type", "expected " + " or ".join(t.__name__ for t in tuple_types) + ", got bool", field=name
+        )
     if not isinstance(value, types):
-        raise RecordError("wrong_type", "expected " + " or ".join(t.__name__ for t in tuple_types)
-                          + f", got {type(value).__name__}", field=name)
+        raise RecordError(
+            "wrong_type",
+            "expected " + " or ".join(t.__name__ for t in tuple_types) + f", got {type(value).__name__}",
+            field=name,
+        )
     return value
 
 
@@ -243,8 +254,9 @@ def check_options(dataset: str, options: dict[str, Any], schema: dict[str, tuple
         raise ConfigError(f"sources.{dataset}.options", f"must be a mapping, got {type(options).__name__}")
     unknown = sorted(set(options) - set(schema))
     if unknown:
-        raise ConfigError(f"sources.{dataset}.options.{unknown[0]}",
-                          f"unknown option; known: {', '.join(sorted(schema)) or '(none)'}")
+        raise ConfigError(
+            f"sources.{dataset}.options.{unknown[0]}", f"unknown option; known: {', '.join(sorted(schema)) or '(none)'}"
+        )
     out = {}
     for key, (spec, default) in schema.items():
         value = options.get(key, default)

@@ -169,8 +169,14 @@ def _read_all(raw_dir: Path, options: dict[str, Any], ctx: LoadContext) -> Itera
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             ctx.source_records += 1
-            ctx.error(RecordError("bad_yaml", f"invalid YAML: {getattr(e, 'problem', e)}", file=path,
-                                  line=mark.line + 1 if mark else None))
+            ctx.error(
+                RecordError(
+                    "bad_yaml",
+                    f"invalid YAML: {getattr(e, 'problem', e)}",
+                    file=path,
+                    line=mark.line + 1 if mark else None,
+                )
+            )
             continue
         convs_node, category = _top_level(root, path, ctx)
         if convs_node is None:
@@ -184,22 +190,38 @@ def _read_all(raw_dir: Path, options: dict[str, Any], ctx: LoadContext) -> Itera
                     ctx.drop("too_short")
                 else:
                     n = len(lines)
-                    turns = [Turn(role="assistant" if (n - 1 - j) % 2 == 0 else "user", text=t)
-                             for j, t in enumerate(lines)]
-                    rec.add(Conversation(
-                        id=f"{ctx.dataset}/{stem}/{i:04d}", dataset=ctx.dataset, turns=tuple(turns),
-                        group=prompt_group(turns),
-                        meta={"category": category, "index": i, "n_lines": n,
-                              "source": {"file": rel, "line": line}},
-                    ))
+                    turns = [
+                        Turn(role="assistant" if (n - 1 - j) % 2 == 0 else "user", text=t) for j, t in enumerate(lines)
+                    ]
+                    rec.add(
+                        Conversation(
+                            id=f"{ctx.dataset}/{stem}/{i:04d}",
+                            dataset=ctx.dataset,
+                            turns=tuple(turns),
+                            group=prompt_group(turns),
+                            meta={
+                                "category": category,
+                                "index": i,
+                                "n_lines": n,
+                                "source": {"file": rel, "line": line},
+                            },
+                        )
+                    )
             yield from rec.take()
 
 
 def _top_level(root: Any, path: Path, ctx: LoadContext) -> tuple[Any, str | None]:
     def fail(reason: str, msg: str) -> tuple[None, None]:
         ctx.source_records += 1
-        ctx.error(RecordError(reason, msg, field="conversations", file=path,
-                              line=(root.start_mark.line + 1) if root is not None else None))
+        ctx.error(
+            RecordError(
+                reason,
+                msg,
+                field="conversations",
+                file=path,
+                line=(root.start_mark.line + 1) if root is not None else None,
+            )
+        )
         return None, None
 
     if root is None:
@@ -225,7 +247,9 @@ def _lines(node: Any, i: int) -> list[str]:
     out = []
     for j, item in enumerate(node.value):
         if not isinstance(item, yaml.ScalarNode):
-            raise RecordError("wrong_type", "a line must be text, not a list or mapping", field=f"conversations[{i}][{j}]")
+            raise RecordError(
+                "wrong_type", "a line must be text, not a list or mapping", field=f"conversations[{i}][{j}]"
+            )
         out.append(item.value.strip())
     return out
 
@@ -237,8 +261,9 @@ def _perturb_params(dataset: str, options: dict[str, Any], perturbed: bool) -> d
     set_keys = [k for k in PERTURB_DEFAULTS if options.get(k) is not None]
     if not perturbed:
         if set_keys:
-            raise ConfigError(f"sources.{dataset}.options.{set_keys[0]}",
-                              "perturbation options apply only to chatterbot_perturbed")
+            raise ConfigError(
+                f"sources.{dataset}.options.{set_keys[0]}", "perturbation options apply only to chatterbot_perturbed"
+            )
         return {}
     p = {k: (options[k] if options.get(k) is not None else v) for k, v in PERTURB_DEFAULTS.items()}
     for key in ("keep_share", "double_share"):
@@ -249,8 +274,10 @@ def _perturb_params(dataset: str, options: dict[str, Any], perturbed: bool) -> d
     kinds = p["kinds"]
     bad = [k for k in kinds if k not in PERTURB_KINDS]
     if bad or not kinds or len(set(kinds)) != len(kinds):
-        raise ConfigError(f"sources.{dataset}.options.kinds",
-                          f"must be a non-empty list of distinct kinds from {', '.join(PERTURB_KINDS)}; got {kinds!r}")
+        raise ConfigError(
+            f"sources.{dataset}.options.kinds",
+            f"must be a non-empty list of distinct kinds from {', '.join(PERTURB_KINDS)}; got {kinds!r}",
+        )
     # apply in a fixed order whatever order the user listed them in
     p["kinds"] = [k for k in PERTURB_KINDS if k in kinds]
     return p
@@ -277,15 +304,23 @@ def _perturb_all(base: list[Conversation], p: dict[str, Any], ctx: LoadContext) 
         turns = conv.turns[:-1] + (Turn(role="assistant", text=text),)
         for info in applied:
             ctx.count(f"perturbed_{info['kind']}")
-        yield Conversation(id=conv.id, dataset=conv.dataset, turns=turns, context=conv.context, meta=meta,
-                           group=conv.group)
+        yield Conversation(
+            id=conv.id, dataset=conv.dataset, turns=turns, context=conv.context, meta=meta, group=conv.group
+        )
 
 
 _FALLBACK = {"truncate": "scripted", "repeat": "scripted"}
 
 
-def _apply(kind: str, text: str, conv: Conversation, pool: list[Conversation], rng: random.Random,
-           p: dict[str, Any], ctx: LoadContext) -> tuple[str, dict[str, Any]]:
+def _apply(
+    kind: str,
+    text: str,
+    conv: Conversation,
+    pool: list[Conversation],
+    rng: random.Random,
+    p: dict[str, Any],
+    ctx: LoadContext,
+) -> tuple[str, dict[str, Any]]:
     words = text.split()
     if kind in ("truncate", "repeat") and len(words) < 2:
         ctx.count("perturbation_substituted")
@@ -310,9 +345,9 @@ def _apply(kind: str, text: str, conv: Conversation, pool: list[Conversation], r
     if kind == "repeat":
         length = min(len(words), rng.randint(2, 5))
         start = rng.randint(0, len(words) - length)
-        phrase = " ".join(words[start:start + length])
+        phrase = " ".join(words[start : start + length])
         times = rng.choice((2, 3))
-        out = " ".join(words[:start + length] + ([phrase] * (times - 1)) + words[start + length:])
+        out = " ".join(words[: start + length] + ([phrase] * (times - 1)) + words[start + length :])
         return out, {"kind": "repeat", "phrase": phrase, "times": times}
     if kind == "scripted":
         opener, closer = rng.choice(SCRIPTED_OPENERS), rng.choice(SCRIPTED_CLOSERS)

@@ -121,7 +121,7 @@ def split_of(path: Path) -> str:
     if m:
         return m["split"]
     if stem.startswith("coqa-"):  # the Hub's default/coqa-train.parquet
-        return stem[len("coqa-"):]
+        return stem[len("coqa-") :]
     if stem.isdigit():  # refs/convert/parquet: <split>/0000.parquet
         return path.parent.name
     return stem
@@ -146,9 +146,12 @@ def load(raw_dir: Path, options: dict[str, Any], ctx: LoadContext) -> Iterator[C
         found = {s for _, s in files}
         for s in splits:
             if s not in found:
-                raise RecordError("missing_file", f"no file for split {s!r} (found splits: "
-                                  f"{', '.join(sorted(found))}); set sources.{ctx.dataset}.options.splits",
-                                  file=raw_dir)
+                raise RecordError(
+                    "missing_file",
+                    f"no file for split {s!r} (found splits: "
+                    f"{', '.join(sorted(found))}); set sources.{ctx.dataset}.options.splits",
+                    file=raw_dir,
+                )
         files = [(p, s) for p, s in files if s in splits]
     for path, split in files:
         ctx.note_file(path, raw_dir)
@@ -171,8 +174,9 @@ def _read_json_document(path: Path) -> list:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
-        raise RecordError("bad_json", f"invalid JSON document: {e.msg} (line {e.lineno}, column {e.colno})",
-                          file=path) from None
+        raise RecordError(
+            "bad_json", f"invalid JSON document: {e.msg} (line {e.lineno}, column {e.colno})", file=path
+        ) from None
     try:
         return require(doc, "data", list)
     except RecordError as e:
@@ -196,8 +200,9 @@ def _load_json(path: Path, rel: str, split: str, options: dict[str, Any], ctx: L
             if parsed["additional"] is not None:
                 meta["n_additional_answers"] = len(parsed["additional"])
             meta["source"] = {"file": rel, "story": index}
-            for conv in _conversations(f"{ctx.dataset}/{parsed['id']}", parsed["story"], parsed["pairs"], meta,
-                                       options, ctx):
+            for conv in _conversations(
+                f"{ctx.dataset}/{parsed['id']}", parsed["story"], parsed["pairs"], meta, options, ctx
+            ):
                 rec.add(conv)
         yield from rec.take()
 
@@ -223,10 +228,12 @@ def _parse_json_story(story: Any) -> dict[str, Any]:
         tid = require(q, "turn_id", int, where=where)
         if tid != k + 1:
             if 1 <= tid <= k:
-                raise RecordError("duplicate_turn_id", f"turn_id {tid} is also questions[{tid - 1}]",
-                                  field=f"{where}turn_id")
-            raise RecordError("turn_id_gap", f"expected turn_id {k + 1} (turns run 1, 2, ...), got {tid}",
-                              field=f"{where}turn_id")
+                raise RecordError(
+                    "duplicate_turn_id", f"turn_id {tid} is also questions[{tid - 1}]", field=f"{where}turn_id"
+                )
+            raise RecordError(
+                "turn_id_gap", f"expected turn_id {k + 1} (turns run 1, 2, ...), got {tid}", field=f"{where}turn_id"
+            )
     if not q_texts:
         raise RecordError("empty_conversation", "story has no questions", field="questions")
 
@@ -241,24 +248,37 @@ def _parse_json_story(story: Any) -> dict[str, Any]:
         require(a, "span_end", int, where=where)
         require(a, "span_text", str, where=where)
         if tid in by_turn:
-            raise RecordError("duplicate_turn_id", f"turn_id {tid} is also answers[{by_turn[tid][0]}]",
-                              field=f"{where}turn_id")
+            raise RecordError(
+                "duplicate_turn_id", f"turn_id {tid} is also answers[{by_turn[tid][0]}]", field=f"{where}turn_id"
+            )
         if not 1 <= tid <= len(q_texts):
-            raise RecordError("turn_mismatch", f"no question has turn_id {tid} ({len(q_texts)} questions)",
-                              field=f"{where}turn_id")
+            raise RecordError(
+                "turn_mismatch", f"no question has turn_id {tid} ({len(q_texts)} questions)", field=f"{where}turn_id"
+            )
         by_turn[tid] = (j, a_text)
     for t in range(1, len(q_texts) + 1):
         if t not in by_turn:
-            raise RecordError("missing_answer", f"no answer with turn_id {t} ({len(q_texts)} questions, "
-                              f"{len(answers)} answers)", field="answers")
+            raise RecordError(
+                "missing_answer",
+                f"no answer with turn_id {t} ({len(q_texts)} questions, {len(answers)} answers)",
+                field="answers",
+            )
     if additional is not None:
         for key, value in additional.items():
             if not isinstance(value, list):
-                raise RecordError("wrong_type", f"expected a list, got {type(value).__name__}",
-                                  field=f"additional_answers.{key}")
+                raise RecordError(
+                    "wrong_type", f"expected a list, got {type(value).__name__}", field=f"additional_answers.{key}"
+                )
     pairs = [(q, by_turn[t + 1][1]) for t, q in enumerate(q_texts)]
-    return {"id": sid, "source": source, "story": text, "filename": filename, "name": name,
-            "pairs": pairs, "additional": additional}
+    return {
+        "id": sid,
+        "source": source,
+        "story": text,
+        "filename": filename,
+        "name": name,
+        "pairs": pairs,
+        "additional": additional,
+    }
 
 
 def _text(obj: dict, key: str, where: str) -> str:
@@ -278,8 +298,9 @@ def _story_text(text: str) -> str:
 # --------------------------------------------------------------------------- Hub parquet
 
 
-def _load_parquet(path: Path, rel: str, split: str, options: dict[str, Any],
-                  ctx: LoadContext) -> Iterator[Conversation]:
+def _load_parquet(
+    path: Path, rel: str, split: str, options: dict[str, Any], ctx: LoadContext
+) -> Iterator[Conversation]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -289,8 +310,12 @@ def _load_parquet(path: Path, rel: str, split: str, options: dict[str, Any],
         raise RecordError("bad_file", f"cannot read parquet file: {e}", file=path) from e
     missing = [c for c in PARQUET_COLUMNS if c not in pf.schema_arrow.names]
     if missing:
-        raise RecordError("missing_field", f"parquet file lacks column(s) {', '.join(missing)}; "
-                          f"expected the stanfordnlp/coqa schema", file=path, field=missing[0])
+        raise RecordError(
+            "missing_field",
+            f"parquet file lacks column(s) {', '.join(missing)}; expected the stanfordnlp/coqa schema",
+            file=path,
+            field=missing[0],
+        )
     stem = path.stem if split in path.stem else f"{split}-{path.stem}"
     row = 0
     try:
@@ -335,11 +360,15 @@ def _parse_parquet_row(obj: dict) -> tuple[str, str, list[tuple[str, str]]]:
             if isinstance(v, bool) or not isinstance(v, int):
                 raise RecordError("wrong_type", f"expected int, got {type(v).__name__}", field=f"answers.{key}[{k}]")
         if len(values) != len(a_texts):
-            raise RecordError("turn_mismatch", f"{len(values)} values for {len(a_texts)} answers",
-                              field=f"answers.{key}")
+            raise RecordError(
+                "turn_mismatch", f"{len(values)} values for {len(a_texts)} answers", field=f"answers.{key}"
+            )
     if len(a_texts) != len(questions):
-        raise RecordError("turn_mismatch" if a_texts else "missing_answer",
-                          f"{len(a_texts)} answers for {len(questions)} questions", field="answers.input_text")
+        raise RecordError(
+            "turn_mismatch" if a_texts else "missing_answer",
+            f"{len(a_texts)} answers for {len(questions)} questions",
+            field="answers.input_text",
+        )
     if not questions:
         raise RecordError("empty_conversation", "story has no questions", field="questions")
     return source, text, list(zip(questions, a_texts))
@@ -352,8 +381,14 @@ def _is_unknown(answer: str) -> bool:
     return answer.strip().rstrip(".").strip().lower() == "unknown"
 
 
-def _conversations(base_id: str, story: str, pairs: list[tuple[str, str]], meta: dict[str, Any],
-                   options: dict[str, Any], ctx: LoadContext) -> list[Conversation]:
+def _conversations(
+    base_id: str,
+    story: str,
+    pairs: list[tuple[str, str]],
+    meta: dict[str, Any],
+    options: dict[str, Any],
+    ctx: LoadContext,
+) -> list[Conversation]:
     """One conversation (``final``) or one per answer (``prefixes``) from a story's aligned pairs."""
     meta = {**meta, "story_sha256": hashlib.sha256(story.encode("utf-8")).hexdigest(), "n_turns": len(pairs)}
     ends = range(1, len(pairs) + 1) if options["items"] == "prefixes" else [len(pairs)]
@@ -368,14 +403,16 @@ def _conversations(base_id: str, story: str, pairs: list[tuple[str, str]], meta:
         turns = []
         for q, a in pairs[start:end]:
             turns += [Turn("user", q), Turn("assistant", a)]
-        out.append(Conversation(
-            id=base_id if options["items"] == "final" else f"{base_id}/t{end}",
-            dataset=ctx.dataset,
-            turns=tuple(turns),
-            group=f"coqa-story:{meta['story_sha256'][:16]}",
-            context=story,
-            meta={**meta, "turn": end},
-        ))
+        out.append(
+            Conversation(
+                id=base_id if options["items"] == "final" else f"{base_id}/t{end}",
+                dataset=ctx.dataset,
+                turns=tuple(turns),
+                group=f"coqa-story:{meta['story_sha256'][:16]}",
+                context=story,
+                meta={**meta, "turn": end},
+            )
+        )
     # counted once every conversation of the story is valid: a story that fails counts nothing
     if truncated:
         ctx.count("truncated_history", truncated)

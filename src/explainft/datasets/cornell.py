@@ -39,8 +39,8 @@ One Conversation per line of ``movie_conversations.txt``:
   (``empty_lines: error``, reason ``empty_line``).
 * Roles: the two characters alternate. The character who speaks the **last**
   (remaining) line is ``assistant`` (the response to rate), the other
-  ``user``. This is a documented choice; DATASETS.md offers
-  first-speaker = user, but an odd-length conversation would then end on a
+  ``user``. This is a documented choice; the other reading,
+  first speaker = user, is possible, but an odd-length conversation would then end on a
   user turn. An odd-length conversation therefore starts with an assistant
   turn. The character name is kept in ``Turn.speaker``.
 * Consecutive lines by one character (which also arise when an empty line
@@ -135,8 +135,10 @@ def load(raw_dir: Path, options: dict[str, Any], ctx: LoadContext) -> Iterator[C
         raise ConfigError(f"sources.{ctx.dataset}.options.encoding", f"unknown encoding {encoding!r}") from None
     if options["min_lines"] < 2:
         raise ConfigError(f"sources.{ctx.dataset}.options.min_lines", "must be at least 2 (a request and a response)")
-    paths = {name: _one_file(raw_dir, name, ctx, required=name in (LINES, CONVERSATIONS))
-             for name in (LINES, CONVERSATIONS, TITLES, CHARACTERS)}
+    paths = {
+        name: _one_file(raw_dir, name, ctx, required=name in (LINES, CONVERSATIONS))
+        for name in (LINES, CONVERSATIONS, TITLES, CHARACTERS)
+    }
     return _conversations(raw_dir, paths, options, ctx)
 
 
@@ -146,8 +148,13 @@ def _one_file(raw_dir: Path, name: str, ctx: LoadContext, *, required: bool) -> 
     else:
         found = sorted(p for p in raw_dir.glob(f"**/{name}") if p.is_file())
     if len(found) > 1:
-        raise RecordError("ambiguous_file", f"{name} occurs {len(found)} times: "
-                          + ", ".join(str(p.relative_to(raw_dir)) for p in found) + "; keep one copy", file=raw_dir)
+        raise RecordError(
+            "ambiguous_file",
+            f"{name} occurs {len(found)} times: "
+            + ", ".join(str(p.relative_to(raw_dir)) for p in found)
+            + "; keep one copy",
+            file=raw_dir,
+        )
     return found[0] if found else None
 
 
@@ -176,10 +183,12 @@ def _read_lines(path: Path, encoding: str, ctx: LoadContext) -> dict[str, _Line]
             lid, cid, mid, name, body = _fields(text, 5, last_free=True)
             lid = _key(lid, "lineID")
             if lid in lines:
-                raise RecordError("duplicate_line_id", f"line id {lid} already occurs at line {lines[lid].lineno}",
-                                  field="lineID")
-            lines[lid] = _Line(_key(cid, "characterID"), _key(mid, "movieID"), sys.intern(name.strip()),
-                               body.strip(), lineno)
+                raise RecordError(
+                    "duplicate_line_id", f"line id {lid} already occurs at line {lines[lid].lineno}", field="lineID"
+                )
+            lines[lid] = _Line(
+                _key(cid, "characterID"), _key(mid, "movieID"), sys.intern(name.strip()), body.strip(), lineno
+            )
     return lines
 
 
@@ -191,8 +200,9 @@ def _read_titles(path: Path, encoding: str, ctx: LoadContext) -> dict[str, dict[
             mid, title, year, rating, votes, genres = _fields(text, 6)
             mid = _key(mid, "movieID")
             if mid in titles:
-                raise RecordError("duplicate_movie_id", f"movie id {mid} already occurs at line {first[mid]}",
-                                  field="movieID")
+                raise RecordError(
+                    "duplicate_movie_id", f"movie id {mid} already occurs at line {first[mid]}", field="movieID"
+                )
             try:
                 imdb_rating = float(rating)
             except ValueError:
@@ -202,8 +212,13 @@ def _read_titles(path: Path, encoding: str, ctx: LoadContext) -> dict[str, dict[
             except ValueError:
                 raise RecordError("bad_value", f"IMDB votes {votes!r} is not an integer", field="imdb_votes") from None
             genre_list = _literal_list(genres, "genres", allow_empty=True)
-            titles[mid] = {"title": title.strip(), "year": year.strip(), "imdb_rating": imdb_rating,
-                           "imdb_votes": imdb_votes, "genres": genre_list}
+            titles[mid] = {
+                "title": title.strip(),
+                "year": year.strip(),
+                "imdb_rating": imdb_rating,
+                "imdb_votes": imdb_votes,
+                "genres": genre_list,
+            }
             first[mid] = lineno
     return titles
 
@@ -216,8 +231,11 @@ def _read_characters(path: Path, encoding: str, ctx: LoadContext) -> dict[str, d
             cid, name, _mid, _title, gender, credit = _fields(text, 6)
             cid = _key(cid, "characterID")
             if cid in chars:
-                raise RecordError("duplicate_character_id", f"character id {cid} already occurs at line {first[cid]}",
-                                  field="characterID")
+                raise RecordError(
+                    "duplicate_character_id",
+                    f"character id {cid} already occurs at line {first[cid]}",
+                    field="characterID",
+                )
             gender = gender.strip().lower()
             credit = credit.strip()
             if credit == "?":
@@ -225,10 +243,14 @@ def _read_characters(path: Path, encoding: str, ctx: LoadContext) -> dict[str, d
             elif credit.isdigit():
                 position = int(credit)
             else:
-                raise RecordError("bad_value", f"credit position {credit!r} is neither a number nor '?'",
-                                  field="credit_position")
-            chars[cid] = {"name": name.strip(), "gender": None if gender in ("", "?") else gender,
-                          "credit_position": position}
+                raise RecordError(
+                    "bad_value", f"credit position {credit!r} is neither a number nor '?'", field="credit_position"
+                )
+            chars[cid] = {
+                "name": name.strip(),
+                "gender": None if gender in ("", "?") else gender,
+                "credit_position": position,
+            }
             first[cid] = lineno
     return chars
 
@@ -249,8 +271,9 @@ def _literal_list(raw: str, field: str, *, allow_empty: bool) -> list[str]:
     return [item.strip() for item in value]
 
 
-def _conversations(raw_dir: Path, paths: dict[str, Path | None], options: dict[str, Any],
-                   ctx: LoadContext) -> Iterator[Conversation]:
+def _conversations(
+    raw_dir: Path, paths: dict[str, Path | None], options: dict[str, Any], ctx: LoadContext
+) -> Iterator[Conversation]:
     encoding = options["encoding"]
     for path in paths.values():
         if path is not None:
@@ -272,31 +295,56 @@ def _conversations(raw_dir: Path, paths: dict[str, Path | None], options: dict[s
                 raise RecordError("repeated_line_id", "a line id occurs twice in the list", field="utteranceIDs")
             conv_id = f"{ctx.dataset}/{mid}/{line_ids[0]}"
             if conv_id in seen:
-                raise RecordError("duplicate_id", f"conversation id {conv_id} already made from line {seen[conv_id]}",
-                                  field="utteranceIDs", record=conv_id)
+                raise RecordError(
+                    "duplicate_id",
+                    f"conversation id {conv_id} already made from line {seen[conv_id]}",
+                    field="utteranceIDs",
+                    record=conv_id,
+                )
             seen[conv_id] = lineno
-            rec.add(_build(conv_id, mid, pair, line_ids, lines, titles, characters, options, ctx,
-                           {"file": rel, "line": lineno}))
+            rec.add(
+                _build(
+                    conv_id, mid, pair, line_ids, lines, titles, characters, options, ctx, {"file": rel, "line": lineno}
+                )
+            )
         yield from rec.take()
 
 
-def _build(conv_id: str, mid: str, pair: tuple[str, str], line_ids: list[str], lines: dict[str, _Line],
-           titles: dict[str, dict[str, Any]], characters: dict[str, dict[str, Any]], options: dict[str, Any],
-           ctx: LoadContext, source: dict[str, Any]) -> Conversation | None:
+def _build(
+    conv_id: str,
+    mid: str,
+    pair: tuple[str, str],
+    line_ids: list[str],
+    lines: dict[str, _Line],
+    titles: dict[str, dict[str, Any]],
+    characters: dict[str, dict[str, Any]],
+    options: dict[str, Any],
+    ctx: LoadContext,
+    source: dict[str, Any],
+) -> Conversation | None:
     used: list[_Line] = []
     empty = 0
     for lid in line_ids:
         line = lines.get(lid)
         if line is None:
-            raise RecordError("unknown_line", f"line {lid} is not in {LINES} (or was skipped there as malformed)",
-                              field="utteranceIDs", record=conv_id)
+            raise RecordError(
+                "unknown_line",
+                f"line {lid} is not in {LINES} (or was skipped there as malformed)",
+                field="utteranceIDs",
+                record=conv_id,
+            )
         where = f"line {lid} ({LINES}:{line.lineno})"
         if line.character not in pair:
-            raise RecordError("speaker_not_in_pair", f"{where} is spoken by {line.character}, "
-                              f"neither {pair[0]} nor {pair[1]}", field="characterID", record=conv_id)
+            raise RecordError(
+                "speaker_not_in_pair",
+                f"{where} is spoken by {line.character}, neither {pair[0]} nor {pair[1]}",
+                field="characterID",
+                record=conv_id,
+            )
         if line.movie != mid:
-            raise RecordError("movie_mismatch", f"{where} belongs to movie {line.movie}, not {mid}",
-                              field="movieID", record=conv_id)
+            raise RecordError(
+                "movie_mismatch", f"{where} belongs to movie {line.movie}, not {mid}", field="movieID", record=conv_id
+            )
         if not line.text:
             if options["empty_lines"] == "error":
                 raise RecordError("empty_line", f"{where} has empty text", field="text", record=conv_id)
@@ -309,8 +357,10 @@ def _build(conv_id: str, mid: str, pair: tuple[str, str], line_ids: list[str], l
         ctx.drop("too_short")
         return None
     responder = used[-1].character
-    turns = [Turn(role="assistant" if ln.character == responder else "user", text=ln.text, speaker=ln.name or None)
-             for ln in used]
+    turns = [
+        Turn(role="assistant" if ln.character == responder else "user", text=ln.text, speaker=ln.name or None)
+        for ln in used
+    ]
     turns = merge_consecutive(turns, ctx, options["consecutive_roles"])
     if len(turns) < options["min_lines"] or not any(t.role == "user" for t in turns[:-1]):
         ctx.drop("too_short")

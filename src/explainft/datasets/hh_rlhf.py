@@ -47,7 +47,7 @@ can be the raw folder. A raw folder with nothing else is an error.
 
 Meta: ``subset``, ``split``, ``side``, ``shared_prefix`` (whether chosen and
 rejected are identical up to their last ``\\n\\nAssistant:`` marker, as
-DATASETS.md says they are) and ``source`` (``{"file", "line"}``).
+the two sides of one Anthropic/hh-rlhf comparison should be) and ``source`` (``{"file", "line"}``).
 """
 
 from __future__ import annotations
@@ -82,9 +82,12 @@ def load(raw_dir: Path, options: dict[str, Any], ctx: LoadContext) -> Iterator[C
         ctx.count("ignored_red_team_files", len(red_team))
     files = [p for p in files if p not in red_team]
     if not files:
-        raise RecordError("missing_file", f"no HH-RLHF preference files for dataset {ctx.dataset!r} "
-                          f"(found only {len(red_team)} red-team-attempts file(s), which are never read)",
-                          file=raw_dir)
+        raise RecordError(
+            "missing_file",
+            f"no HH-RLHF preference files for dataset {ctx.dataset!r} "
+            f"(found only {len(red_team)} red-team-attempts file(s), which are never read)",
+            file=raw_dir,
+        )
     for path in files:
         ctx.note_file(path, raw_dir)
         subset, split = subset_split(path, raw_dir)
@@ -105,8 +108,9 @@ def split_transcript(text: str) -> list[Turn]:
         raise RecordError("empty_conversation", "the transcript is empty")
     parts = MARKER.split(text)
     if parts[0] != "":
-        raise RecordError("text_before_first_marker",
-                          f"text before the first '\\n\\nHuman: ' marker: {parts[0][:40]!r}")
+        raise RecordError(
+            "text_before_first_marker", f"text before the first '\\n\\nHuman: ' marker: {parts[0][:40]!r}"
+        )
     return [Turn(role=ROLE[r], text=t) for r, t in zip(parts[1::2], parts[2::2])]
 
 
@@ -131,8 +135,9 @@ def subset_split(path: Path, raw_dir: Path) -> tuple[str, str]:
 # --------------------------------------------------------------------------- internals
 
 
-def _build(obj: Any, side: str, subset: str, split: str, source: dict[str, Any], options: dict[str, Any],
-           ctx: LoadContext) -> Conversation | None:
+def _build(
+    obj: Any, side: str, subset: str, split: str, source: dict[str, Any], options: dict[str, Any], ctx: LoadContext
+) -> Conversation | None:
     if not isinstance(obj, dict):
         raise RecordError("wrong_type", f"a line must be a JSON object, got {type(obj).__name__}")
     texts = {key: require(obj, key, str) for key in ("chosen", "rejected")}
@@ -144,18 +149,19 @@ def _build(obj: Any, side: str, subset: str, split: str, source: dict[str, Any],
         raise
     last = len(turns) - 1
     if turns[-1].role != "assistant":
-        raise RecordError("last_turn_not_response", f"the transcript ends with a Human turn (turn {last}), "
-                          "not a response", field=side)
+        raise RecordError(
+            "last_turn_not_response", f"the transcript ends with a Human turn (turn {last}), not a response", field=side
+        )
     for i, t in enumerate(turns[:-1]):
         if not t.text.strip():
-            raise RecordError("empty_turn", f"{'Human' if t.role == 'user' else 'Assistant'} turn {i} is empty",
-                              field=side)
+            raise RecordError(
+                "empty_turn", f"{'Human' if t.role == 'user' else 'Assistant'} turn {i} is empty", field=side
+            )
     if not any(t.role == "user" for t in turns):
         raise RecordError("no_request", "the transcript has no Human turn", field=side)
     if not turns[-1].text.strip():
         if options.get("empty_final_response", "drop") == "error":
-            raise RecordError("empty_response", f"the final Assistant turn (turn {last}) is empty",
-                              field=side)
+            raise RecordError("empty_response", f"the final Assistant turn (turn {last}) is empty", field=side)
         ctx.drop("empty_final_response")
         return None
     turns = merge_consecutive(turns, ctx, options.get("consecutive_roles", "merge"))

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import ConfigError, RecordError
-from ..records import Conversation, write_jsonl
 from ..fsutil import write_json
+from ..records import Conversation, write_jsonl
 from . import get
 from .base import LoadContext, check_options
 
@@ -31,23 +31,27 @@ def resolve_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]
     mod = spec.loader()
     for key in spec.fixed:
         if options and key in options:
-            raise ConfigError(f"sources.{name}.options.{key}",
-                              f"is fixed to {spec.fixed[key]!r} by the dataset name and cannot be set")
+            raise ConfigError(
+                f"sources.{name}.options.{key}",
+                f"is fixed to {spec.fixed[key]!r} by the dataset name and cannot be set",
+            )
     opts = check_options(name, options or {}, mod.OPTIONS)
     opts.update(spec.fixed)
     return opts
 
 
-def iter_conversations(name: str, raw_dir: Path, options: dict[str, Any] | None = None,
-                       on_error: str = "raise") -> tuple[Iterator[Conversation], LoadContext, dict[str, Any]]:
+def iter_conversations(
+    name: str, raw_dir: Path, options: dict[str, Any] | None = None, on_error: str = "raise"
+) -> tuple[Iterator[Conversation], LoadContext, dict[str, Any]]:
     """Load every conversation of dataset ``name`` from ``raw_dir``; returns (iterator, context, options)."""
     spec = get(name)
     opts = resolve_options(name, options)
     ctx = LoadContext(dataset=name, on_error=on_error)
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
-        raise RecordError("missing_file", f"raw folder for dataset {name!r} does not exist (run its download stage)",
-                          file=raw_dir)
+        raise RecordError(
+            "missing_file", f"raw folder for dataset {name!r} does not exist (run its download stage)", file=raw_dir
+        )
     return spec.loader().load(raw_dir, opts, ctx), ctx, opts
 
 
@@ -71,8 +75,11 @@ def sample(convs: Iterable[Conversation], k: int | None, seed: int, ctx: LoadCon
             if c.id in seen:
                 src = c.meta.get("source", {}) if isinstance(c.meta, dict) else {}
                 where = src.get("line", src.get("row"))
-                ctx.error(RecordError("duplicate_id", "conversation id occurs twice", record=c.id,
-                                      file=src.get("file"), line=where))
+                ctx.error(
+                    RecordError(
+                        "duplicate_id", "conversation id occurs twice", record=c.id, file=src.get("file"), line=where
+                    )
+                )
                 continue
             seen.add(c.id)
             total += 1
@@ -82,19 +89,34 @@ def sample(convs: Iterable[Conversation], k: int | None, seed: int, ctx: LoadCon
     return [c for _, _, c in picked], total
 
 
-def prepare(name: str, raw_dir: Path, out_path: Path, metrics_path: Path, *, per_dataset: int | None, seed: int,
-            options: dict[str, Any] | None = None, on_error: str = "raise") -> dict[str, Any]:
+def prepare(
+    name: str,
+    raw_dir: Path,
+    out_path: Path,
+    metrics_path: Path,
+    *,
+    per_dataset: int | None,
+    seed: int,
+    options: dict[str, Any] | None = None,
+    on_error: str = "raise",
+) -> dict[str, Any]:
     """Load, validate and sample one dataset; write the JSONL and its metrics. Returns the metrics."""
-    if per_dataset is not None and (isinstance(per_dataset, bool) or not isinstance(per_dataset, int) or per_dataset < 1):
+    if per_dataset is not None and (
+        isinstance(per_dataset, bool) or not isinstance(per_dataset, int) or per_dataset < 1
+    ):
         raise ConfigError("data.per_dataset", f"must be a positive integer or null (all), got {per_dataset!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError("data.seed", f"must be an integer, got {seed!r}")
     convs, ctx, opts = iter_conversations(name, raw_dir, options, on_error)
     picked, total = sample(convs, per_dataset, seed, ctx)
     if not picked:
-        raise RecordError("empty_dataset", f"dataset {name!r} produced no valid conversation "
-                          f"({sum(ctx.skipped.values())} skipped, "
-                          f"{sum(ctx.dropped.values())} dropped)", file=raw_dir)
+        raise RecordError(
+            "empty_dataset",
+            f"dataset {name!r} produced no valid conversation "
+            f"({sum(ctx.skipped.values())} skipped, "
+            f"{sum(ctx.dropped.values())} dropped)",
+            file=raw_dir,
+        )
     write_jsonl(out_path, picked)
     metrics = {
         "dataset": name,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib
 
-from ..base import BACKENDS, Backend, TeacherConfig
+from ...config.annotate import BACKENDS
 from ...errors import ConfigError
+from ..base import Backend, TeacherConfig
 
 _CLASSES = {
     "heuristic": ("heuristic", "HeuristicBackend"),
@@ -21,6 +22,8 @@ def make_backend(teacher: TeacherConfig) -> Backend:
     try:
         module, cls = _CLASSES[teacher.backend]
     except KeyError:
-        raise ConfigError(f"annotate.teachers[{teacher.name}].backend",
-                          f"unknown backend {teacher.backend!r}; known: {', '.join(BACKENDS)}") from None
+        raise ConfigError(
+            f"annotate.teachers[{teacher.name}].backend",
+            f"unknown backend {teacher.backend!r}; known: {', '.join(BACKENDS)}",
+        ) from None
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)(teacher)

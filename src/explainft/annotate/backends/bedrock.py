@@ -74,8 +74,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ...errors import ConfigError
-from ..base import Backend, BackendError, PreflightError, Request, TeacherConfig
-from ..base import fold_system
+from ..base import Backend, BackendError, PreflightError, Request, TeacherConfig, fold_system
 
 log = logging.getLogger(__name__)
 
@@ -100,20 +99,20 @@ _GEO_PREFIX = re.compile(r"^(?:us|eu|apac|us-gov|ca|jp|au|global)\.")
 
 _TRANSIENT_HINT = {
     "ThrottlingException": "still throttled after {retries} retries: lower options.concurrency or ask for a "
-                           "higher quota (Service Quotas, Amazon Bedrock)",
+    "higher quota (Service Quotas, Amazon Bedrock)",
     "ServiceUnavailableException": "the service was unavailable after {retries} retries: try again later",
     "InternalServerException": "internal server error after {retries} retries: try again later",
     "ModelNotReadyException": "the model was not ready after {retries} retries: try again later",
     "ModelTimeoutException": "the model took too long to answer: shorten the prompt or sampling.max_tokens, "
-                             "or raise options.timeout",
+    "or raise options.timeout",
 }
 _HINT = {
     "AccessDeniedException": "request model access in the Bedrock console (Model access) for this region, and "
-                             "check that the IAM identity may call bedrock:InvokeModel",
+    "check that the IAM identity may call bedrock:InvokeModel",
     "ValidationException": "the request was rejected: check the sampling values against the model's limits "
-                           "and the chat's roles",
+    "and the chat's roles",
     "ResourceNotFoundException": "unknown model id in this region: check the id and region "
-                                 "(`aws bedrock list-foundation-models --region <region>`)",
+    "(`aws bedrock list-foundation-models --region <region>`)",
     "ModelErrorException": "the model failed to process the request",
     "UnrecognizedClientException": "the AWS credentials were rejected: refresh them in the standard chain",
     "ExpiredTokenException": "the AWS session token has expired: refresh the credentials",
@@ -151,12 +150,15 @@ class BedrockBackend(Backend):
         prefix = self._prefix = teacher.check_option_keys(OPTIONS)
         opts = teacher.options
         if _boto3_missing():
-            raise ConfigError(f"annotate.teachers[{teacher.name}].backend",
-                              "the bedrock backend needs boto3, which is not installed: pip install boto3")
+            raise ConfigError(
+                f"annotate.teachers[{teacher.name}].backend",
+                "the bedrock backend needs boto3, which is not installed: pip install boto3",
+            )
         region = opts.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         if not isinstance(region, str) or not region:
-            raise ConfigError(f"{prefix}.region", "required: set it, or AWS_REGION / AWS_DEFAULT_REGION "
-                                                  f"(got {opts.get('region')!r})")
+            raise ConfigError(
+                f"{prefix}.region", f"required: set it, or AWS_REGION / AWS_DEFAULT_REGION (got {opts.get('region')!r})"
+            )
         self.region = region
         profile = opts.get("profile")
         if profile is not None and (not isinstance(profile, str) or not profile):
@@ -189,13 +191,16 @@ class BedrockBackend(Backend):
             import boto3
             from botocore.exceptions import ProfileNotFound
         except ImportError as e:
-            raise ConfigError(f"annotate.teachers[{self.teacher.name}].backend",
-                              f"the bedrock backend needs boto3 ({e}): pip install boto3") from None
+            raise ConfigError(
+                f"annotate.teachers[{self.teacher.name}].backend",
+                f"the bedrock backend needs boto3 ({e}): pip install boto3",
+            ) from None
         try:
             return boto3.session.Session(profile_name=self.profile, region_name=self.region)
         except ProfileNotFound:
-            raise ConfigError(f"{self._prefix}.profile",
-                              f"AWS profile {self.profile!r} not found in the AWS config files") from None
+            raise ConfigError(
+                f"{self._prefix}.profile", f"AWS profile {self.profile!r} not found in the AWS config files"
+            ) from None
 
     def client(self) -> Any:
         """The boto3 ``bedrock-runtime`` client, created on first use (thread-safe)."""
@@ -223,20 +228,26 @@ class BedrockBackend(Backend):
         try:
             credentials = session.get_credentials()
         except BotoCoreError as e:  # e.g. a broken credential_process, an SSO token that cannot be read
-            raise PreflightError(f"preflight: {self._where()}: resolving the AWS credentials failed: "
-                                 f"{type(e).__name__}: {_redact(str(e))}") from None
+            raise PreflightError(
+                f"preflight: {self._where()}: resolving the AWS credentials failed: "
+                f"{type(e).__name__}: {_redact(str(e))}"
+            ) from None
         if credentials is None:
             if self.profile:
                 source = f"AWS profile {self.profile!r} ({self._prefix}.profile)"
             elif os.environ.get("AWS_PROFILE"):
                 source = f"AWS profile {os.environ['AWS_PROFILE']!r} (from $AWS_PROFILE)"
             else:
-                source = ("the default chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
-                          "~/.aws/credentials, instance role")
-            raise PreflightError(f"preflight: {self._where()}: no AWS credentials found in {source}; configure "
-                                 "them (`aws configure`, `aws sso login`, or export AWS_ACCESS_KEY_ID and "
-                                 f"AWS_SECRET_ACCESS_KEY), or name a profile that has them in "
-                                 f"{self._prefix}.profile")
+                source = (
+                    "the default chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+                    "~/.aws/credentials, instance role"
+                )
+            raise PreflightError(
+                f"preflight: {self._where()}: no AWS credentials found in {source}; configure "
+                "them (`aws configure`, `aws sso login`, or export AWS_ACCESS_KEY_ID and "
+                f"AWS_SECRET_ACCESS_KEY), or name a profile that has them in "
+                f"{self._prefix}.profile"
+            )
 
     async def apreflight(self) -> None:
         await asyncio.to_thread(self.check_credentials)
@@ -253,8 +264,9 @@ class BedrockBackend(Backend):
             if role == "system":
                 continue
             if role not in ("user", "assistant"):
-                raise BackendError(f"{self._where()}: a chat message has role {role!r}; Converse takes "
-                                   "user and assistant (and system)")
+                raise BackendError(
+                    f"{self._where()}: a chat message has role {role!r}; Converse takes user and assistant (and system)"
+                )
             if turns and turns[-1]["role"] == role:
                 turns[-1]["content"].append({"text": m["content"]})
             else:
@@ -284,8 +296,9 @@ class BedrockBackend(Backend):
         blocks = (((response or {}).get("output") or {}).get("message") or {}).get("content") or []
         texts = [b["text"] for b in blocks if isinstance(b, dict) and isinstance(b.get("text"), str)]
         if not texts:
-            raise BackendError(f"{self._where(request)}: the reply has no text "
-                               f"(stopReason {response.get('stopReason')!r})")
+            raise BackendError(
+                f"{self._where(request)}: the reply has no text (stopReason {response.get('stopReason')!r})"
+            )
         return "".join(texts)
 
     # ----------------------------------------------------------------- calls
@@ -302,26 +315,36 @@ class BedrockBackend(Backend):
             except ClientError as e:
                 if self._rejects_system(e, kwargs):
                     self._fold = True
-                    log.info("teacher %s: %s rejects a system prompt; folding it into the first user message",
-                             self.teacher.name, self.teacher.model)
+                    log.info(
+                        "teacher %s: %s rejects a system prompt; folding it into the first user message",
+                        self.teacher.name,
+                        self.teacher.model,
+                    )
                     response = client.converse(**self.build_request(messages))
                 else:
                     raise
         except ClientError as e:
             raise self._client_error(e, request) from e
         except NoCredentialsError:
-            raise BackendError(f"{self._where(request)}: no AWS credentials found in the standard chain "
-                               "(environment, profile, SSO, role): configure them, e.g. `aws configure` or "
-                               "AWS_PROFILE") from None
+            raise BackendError(
+                f"{self._where(request)}: no AWS credentials found in the standard chain "
+                "(environment, profile, SSO, role): configure them, e.g. `aws configure` or "
+                "AWS_PROFILE"
+            ) from None
         except BotoCoreError as e:
-            raise BackendError(f"{self._where(request)}: {type(e).__name__}: {_redact(str(e))} "
-                               f"(after {self.max_retries} retries)") from e
+            raise BackendError(
+                f"{self._where(request)}: {type(e).__name__}: {_redact(str(e))} (after {self.max_retries} retries)"
+            ) from e
         return self._reply_text(response, request)
 
     def _rejects_system(self, e: Exception, kwargs: dict[str, Any]) -> bool:
         err = getattr(e, "response", {}).get("Error", {})
-        return (not self._fold and "system" in kwargs and err.get("Code") == "ValidationException"
-                and "system" in str(err.get("Message", "")).lower())
+        return (
+            not self._fold
+            and "system" in kwargs
+            and err.get("Code") == "ValidationException"
+            and "system" in str(err.get("Message", "")).lower()
+        )
 
     def _client_error(self, e: Exception, request: Request | None) -> BackendError:
         err = getattr(e, "response", {}).get("Error", {})
@@ -336,11 +359,13 @@ class BedrockBackend(Backend):
         # default pool has min(32, cpus + 4) threads shared by every teacher (6 on 2 cores)
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.concurrency,
-                                                thread_name_prefix=f"bedrock-{self.teacher.name}")
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.concurrency, thread_name_prefix=f"bedrock-{self.teacher.name}"
+                )
             pool = self._pool
-        return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(self.complete, messages,
-                                                                                        request))
+        return await asyncio.get_running_loop().run_in_executor(
+            pool, functools.partial(self.complete, messages, request)
+        )
 
     async def aclose(self) -> None:
         with self._lock:

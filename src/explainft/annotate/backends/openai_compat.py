@@ -166,28 +166,37 @@ def _options(teacher: TeacherConfig) -> dict[str, Any]:
     prefix = teacher.options_key
     raw = dict(teacher.options)
     if "api_key" in raw:  # never echo the value: it is probably the key
-        raise ConfigError(f"{prefix}.api_key", "never put an API key in params; export it in an environment "
-                          "variable and name that variable in options.api_key_env")
+        raise ConfigError(
+            f"{prefix}.api_key",
+            "never put an API key in params; export it in an environment "
+            "variable and name that variable in options.api_key_env",
+        )
     teacher.check_option_keys(OPTION_KEYS)
     out = {**DEFAULTS, **raw}
 
     base_url = raw.get("base_url")
     if not isinstance(base_url, str) or not base_url.strip():
-        raise ConfigError(f"{prefix}.base_url", "required: the server's OpenAI-compatible base URL, "
-                          "e.g. http://127.0.0.1:8000/v1")
+        raise ConfigError(
+            f"{prefix}.base_url", "required: the server's OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"
+        )
     parts = urlsplit(base_url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{prefix}.base_url", f"must be an http:// or https:// URL, got {base_url!r}")
     if parts.username or parts.password:  # do not echo: it holds a credential
-        raise ConfigError(f"{prefix}.base_url", "must not contain credentials (user:password@); "
-                          "put the key in the environment variable named by options.api_key_env")
+        raise ConfigError(
+            f"{prefix}.base_url",
+            "must not contain credentials (user:password@); "
+            "put the key in the environment variable named by options.api_key_env",
+        )
     out["base_url"] = base_url.strip().rstrip("/")
 
     env = out["api_key_env"]
     if not isinstance(env, str) or not _ENV_NAME.match(env):
         # not echoed: a value that is not a variable name may well be the key itself
-        raise ConfigError(f"{prefix}.api_key_env", "must be the NAME of an environment variable "
-                          "(letters, digits, _; e.g. OPENAI_API_KEY), not the key itself")
+        raise ConfigError(
+            f"{prefix}.api_key_env",
+            "must be the NAME of an environment variable (letters, digits, _; e.g. OPENAI_API_KEY), not the key itself",
+        )
     for key in ("concurrency", "max_retries"):
         v, low = out[key], 1 if key == "concurrency" else 0
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -219,15 +228,22 @@ class OpenAICompatBackend(Backend):
         key = os.environ.get(self.api_key_env) or ""
         self.key_is_stand_in = not key
         if not key:
-            log.info("teacher %s: $%s is not set; sending the stand-in key %r to %s",
-                     teacher.name, self.api_key_env, PLACEHOLDER_KEY, self.base_url)
+            log.info(
+                "teacher %s: $%s is not set; sending the stand-in key %r to %s",
+                teacher.name,
+                self.api_key_env,
+                PLACEHOLDER_KEY,
+                self.base_url,
+            )
         self._key = _Secret(key or PLACEHOLDER_KEY)
         self._client: openai.AsyncOpenAI | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(teacher={self.teacher.name!r}, model={self.teacher.model!r}, "
-                f"base_url={self.base_url!r}, concurrency={self.concurrency})")
+        return (
+            f"{type(self).__name__}(teacher={self.teacher.name!r}, model={self.teacher.model!r}, "
+            f"base_url={self.base_url!r}, concurrency={self.concurrency})"
+        )
 
     @property
     def endpoint(self) -> str:
@@ -250,9 +266,13 @@ class OpenAICompatBackend(Backend):
             # alias with its own defaults (pool limits, redirects) but without the __del__ hook of
             # its internal wrapper, which would try to close the dropped client on the *new* loop
             # and log "Event loop is closed". The SDK sends `timeout` with every request.
-            self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._key.value,
-                                              timeout=self.timeout, max_retries=self.max_retries,
-                                              http_client=openai.DefaultAsyncHttpxClient())
+            self._client = openai.AsyncOpenAI(
+                base_url=self.base_url,
+                api_key=self._key.value,
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+                http_client=openai.DefaultAsyncHttpxClient(),
+            )
             self._client_loop = loop
         return self._client
 
@@ -280,15 +300,26 @@ class OpenAICompatBackend(Backend):
         if isinstance(err, openai.APIStatusError):
             return self._status_error(err, what)
         if isinstance(err, openai.APITimeoutError):
-            return self._fail(f"timed out (no response within timeout={self.timeout:g}s)", _attempts(err),
-                              "raise options.timeout, or lower options.concurrency if the server is overloaded",
-                              what)
+            return self._fail(
+                f"timed out (no response within timeout={self.timeout:g}s)",
+                _attempts(err),
+                "raise options.timeout, or lower options.concurrency if the server is overloaded",
+                what,
+            )
         if isinstance(err, openai.APIConnectionError):
-            return self._fail(f"connection failed: {_root_cause(err)}", _attempts(err),
-                              "is the server running and reachable at options.base_url?", what)
+            return self._fail(
+                f"connection failed: {_root_cause(err)}",
+                _attempts(err),
+                "is the server running and reachable at options.base_url?",
+                what,
+            )
         if isinstance(err, (json.JSONDecodeError, openai.APIResponseValidationError)):
-            return self._fail(f"the reply is not valid JSON ({type(err).__name__}: {err})", None,
-                              "the server or a proxy sent a broken body; check its log", what)
+            return self._fail(
+                f"the reply is not valid JSON ({type(err).__name__}: {err})",
+                None,
+                "the server or a proxy sent a broken body; check its log",
+                what,
+            )
         return self._fail(f"{type(err).__name__}: {_excerpt(str(err))}", None, "", what)
 
     # ------------------------------------------------------------------ preflight
@@ -297,10 +328,12 @@ class OpenAICompatBackend(Backend):
         """Key, endpoint and model, checked once before the first request; see "Preflight" in the module docstring."""
         name = self.teacher.name
         if self.key_named and self.key_is_stand_in:
-            raise PreflightError(f"preflight: teacher {name!r}: the environment variable ${self.api_key_env} "
-                                 f"({self.teacher.options_key}.api_key_env) is unset or empty; export the API "
-                                 f"key for {self.base_url} in it, or remove options.api_key_env if the server "
-                                 "takes no key")
+            raise PreflightError(
+                f"preflight: teacher {name!r}: the environment variable ${self.api_key_env} "
+                f"({self.teacher.options_key}.api_key_env) is unset or empty; export the API "
+                f"key for {self.base_url} in it, or remove options.api_key_env if the server "
+                "takes no key"
+            )
         client = self._get_client()
         listing = f"GET {self.base_url}/models"
         served: list[str] | None = None  # None: the server gave no usable model list
@@ -322,26 +355,36 @@ class OpenAICompatBackend(Backend):
             return
         # not listed, or no list: one chat completion of one token decides
         try:
-            reply = await client.chat.completions.create(model=self.teacher.model, messages=list(PROBE_MESSAGES),
-                                                         max_tokens=1)
+            reply = await client.chat.completions.create(
+                model=self.teacher.model, messages=list(PROBE_MESSAGES), max_tokens=1
+            )
             self._content(reply)
         except openai.APIStatusError as err:
             if served is not None and err.status_code in (400, 404, 422):
-                shown = ", ".join(repr(m) for m in served[:20]) + (f" … ({len(served)} in all)"
-                                                                   if len(served) > 20 else "")
+                shown = ", ".join(repr(m) for m in served[:20]) + (
+                    f" … ({len(served)} in all)" if len(served) > 20 else ""
+                )
                 detail = re.sub(r"^Error code: \d+ - ", "", err.message or "")
-                raise PreflightError(self._scrub(
-                    f"preflight: teacher {name!r}: model {self.teacher.model!r} is not served by {self.base_url}: "
-                    f"{listing} lists {shown or 'no model'}, and a one-token chat completion with it was "
-                    f"refused (HTTP {err.status_code}: {_excerpt(detail)}); set "
-                    f"annotate.teachers[{name}].model to a served id")) from None
+                raise PreflightError(
+                    self._scrub(
+                        f"preflight: teacher {name!r}: model {self.teacher.model!r} is not served by {self.base_url}: "
+                        f"{listing} lists {shown or 'no model'}, and a one-token chat completion with it was "
+                        f"refused (HTTP {err.status_code}: {_excerpt(detail)}); set "
+                        f"annotate.teachers[{name}].model to a served id"
+                    )
+                ) from None
             raise self._preflight_error(err, f"POST {self.endpoint}") from None
         except (openai.APIError, json.JSONDecodeError) as err:
             raise self._preflight_error(err, f"POST {self.endpoint}") from None
         except BackendError as err:  # a 200 that is not a chat completion
             raise PreflightError(f"preflight: {err}") from None
-        log.info("teacher %s: %s answers for %s (%s)", name, self.base_url, self.teacher.model,
-                 "not listed by /models" if served is not None else "no model list at /models")
+        log.info(
+            "teacher %s: %s answers for %s (%s)",
+            name,
+            self.base_url,
+            self.teacher.model,
+            "not listed by /models" if served is not None else "no model list at /models",
+        )
 
     def _preflight_error(self, err: Exception, what: str) -> PreflightError:
         return PreflightError(f"preflight: {self._transport_error(err, what)}")
@@ -351,8 +394,11 @@ class OpenAICompatBackend(Backend):
         if choices is None:
             extra = getattr(reply, "model_extra", None) or {}
             detail = _excerpt(str(extra.get("error") or extra or reply))
-            raise self._fail(f"the reply is not a chat completion (no 'choices'): {detail}", None,
-                             "check that options.base_url points at an OpenAI-compatible /v1 endpoint")
+            raise self._fail(
+                f"the reply is not a chat completion (no 'choices'): {detail}",
+                None,
+                "check that options.base_url points at an OpenAI-compatible /v1 endpoint",
+            )
         if not choices:
             log.debug("teacher %s: reply with no choices; returning ''", self.teacher.name)
             return ""
@@ -376,18 +422,25 @@ class OpenAICompatBackend(Backend):
             if headers.get("x-should-retry") == "false":
                 cause += " (not retried: the server sent x-should-retry: false)"
             elif "retry-after-ms" in headers or "retry-after" in headers:
-                wait = (f"{headers['retry-after-ms']} ms (retry-after-ms)" if "retry-after-ms" in headers
-                        else f"{headers['retry-after']} (Retry-After)")
-                cause += f" (not retried: the server asked to wait {wait}, more than the client's " \
-                         f"{RETRY_AFTER_CAP_S:g} s cap)"
+                wait = (
+                    f"{headers['retry-after-ms']} ms (retry-after-ms)"
+                    if "retry-after-ms" in headers
+                    else f"{headers['retry-after']} (Retry-After)"
+                )
+                cause += (
+                    f" (not retried: the server asked to wait {wait}, more than the client's "
+                    f"{RETRY_AFTER_CAP_S:g} s cap)"
+                )
         if code in (401, 403):
-            unset = " (unset: the stand-in key \"EMPTY\" was sent)" if self.key_is_stand_in else ""
+            unset = ' (unset: the stand-in key "EMPTY" was sent)' if self.key_is_stand_in else ""
             hint = f"check the API key in ${self.api_key_env}{unset}"
             if self.key_is_stand_in and not self.key_named:
                 hint += "; name the variable that holds it in options.api_key_env"
         elif code == 404:
-            hint = ("check options.base_url (OpenAI-compatible servers answer at <base_url>/chat/completions; "
-                    "it usually ends in /v1) and the model name")
+            hint = (
+                "check options.base_url (OpenAI-compatible servers answer at <base_url>/chat/completions; "
+                "it usually ends in /v1) and the model name"
+            )
         elif code == 429:
             hint = f"rate limited ({gave_up}): lower options.concurrency or raise options.max_retries"
         elif code >= 500:

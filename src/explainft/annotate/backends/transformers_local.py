@@ -151,8 +151,14 @@ class TransformersBackend(BatchBackend):
         self._sanitize = True
         # counters for the stage's metrics file, and the wall-clock seconds, which change from run to run and go
         # to timings/annotate/<dataset>.json instead (explainft.timings)
-        self.stats: dict[str, int] = {"batches": 0, "prompts": 0, "prompt_tokens": 0, "new_tokens": 0,
-                                      "too_long": 0, "failed_batches": 0}
+        self.stats: dict[str, int] = {
+            "batches": 0,
+            "prompts": 0,
+            "prompt_tokens": 0,
+            "new_tokens": 0,
+            "too_long": 0,
+            "failed_batches": 0,
+        }
         self.timings: dict[str, float] = {"load_s": 0.0, "generate_s": 0.0}
 
     # ----------------------------------------------------------------- identity and resolution
@@ -167,8 +173,10 @@ class TransformersBackend(BatchBackend):
             if device == "auto":
                 device = "cuda" if cuda else "cpu"
             elif device == "cuda" and not cuda:
-                raise ConfigError(f"annotate.teachers[{self.teacher.name}].options.device",
-                                  "cuda requested but torch sees no CUDA device; use auto or cpu")
+                raise ConfigError(
+                    f"annotate.teachers[{self.teacher.name}].options.device",
+                    "cuda requested but torch sees no CUDA device; use auto or cpu",
+                )
             dtype = self.dtype_option
             if dtype == "auto":  # GGUF: fp32 (transformers' packed GGUF kernels compute in fp32)
                 dtype = "bfloat16" if device == "cuda" and not self.gguf_file else "float32"
@@ -199,21 +207,26 @@ class TransformersBackend(BatchBackend):
             try:
                 tok = AutoTokenizer.from_pretrained(self.teacher.model, **kw)
                 placement = {"device_map": "auto"} if device == "cuda" else {}
-                model = AutoModelForCausalLM.from_pretrained(self.teacher.model, dtype=getattr(torch, dtype_name),
-                                                             **placement, **kw)
+                model = AutoModelForCausalLM.from_pretrained(
+                    self.teacher.model, dtype=getattr(torch, dtype_name), **placement, **kw
+                )
             except (OSError, ValueError, ImportError) as e:
                 what = f"{self.teacher.model!r}" + (f" (gguf_file {self.gguf_file!r})" if self.gguf_file else "")
                 raise ConfigError(key, f"cannot load {what}: {type(e).__name__}: {e}") from e
             if not getattr(tok, "chat_template", None):
-                raise ConfigError(key, f"the tokenizer of {self.teacher.model!r} has no chat template; "
-                                       "use an instruct/chat model")
+                raise ConfigError(
+                    key, f"the tokenizer of {self.teacher.model!r} has no chat template; use an instruct/chat model"
+                )
             tok.padding_side = "left"
             # transformers < 5.24 lacks the flag, and would pass it to the template silently
             self._sanitize = "sanitize_control_tokens" in inspect.signature(tok.apply_chat_template).parameters
             if not self._sanitize:
-                log.warning("teacher %s: this transformers version cannot keep control tokens in conversation "
-                            "text as text (apply_chat_template has no sanitize_control_tokens); upgrade to "
-                            "transformers>=5.24", self.teacher.name)
+                log.warning(
+                    "teacher %s: this transformers version cannot keep control tokens in conversation "
+                    "text as text (apply_chat_template has no sanitize_control_tokens); upgrade to "
+                    "transformers>=5.24",
+                    self.teacher.name,
+                )
             if tok.pad_token is None:
                 fallback = tok.eos_token or tok.unk_token
                 if fallback is None:
@@ -228,15 +241,23 @@ class TransformersBackend(BatchBackend):
             if isinstance(ctx, int) and ctx > 0:
                 limit = min(limit, ctx - self.max_new_tokens)
                 if limit < 1:
-                    raise ConfigError(f"annotate.teachers[{self.teacher.name}].sampling.max_tokens",
-                                      f"max_tokens {self.max_new_tokens} leaves no room for a prompt in the "
-                                      f"model's context of {ctx} tokens")
+                    raise ConfigError(
+                        f"annotate.teachers[{self.teacher.name}].sampling.max_tokens",
+                        f"max_tokens {self.max_new_tokens} leaves no room for a prompt in the "
+                        f"model's context of {ctx} tokens",
+                    )
             self._context_limit = ctx if isinstance(ctx, int) else None
             self._limit = limit
             self._tokenizer, self._generation_config, self._model = tok, gc, model
             self.timings["load_s"] = round(time.perf_counter() - t0, 3)
-            log.info("teacher %s: loaded %s on %s (%s) in %.1f s", self.teacher.name, self.teacher.model, device,
-                     dtype_name, self.timings["load_s"])
+            log.info(
+                "teacher %s: loaded %s on %s (%s) in %.1f s",
+                self.teacher.name,
+                self.teacher.model,
+                device,
+                dtype_name,
+                self.timings["load_s"],
+            )
 
     def _build_generation_config(self, model: Any, tok: Any) -> Any:
         """The model's generation config with this teacher's sampling (see the module docstring)."""
@@ -263,8 +284,9 @@ class TransformersBackend(BatchBackend):
         extra = {"sanitize_control_tokens": True} if self._sanitize else {}
 
         def render(msgs: list[dict[str, str]]) -> list[int]:
-            return list(tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True,
-                                                return_dict=False, **extra))
+            return list(
+                tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=False, **extra)
+            )
 
         has_system = any(m.get("role") == "system" for m in messages)
         if self._fold_system and has_system:
@@ -279,8 +301,11 @@ class TransformersBackend(BatchBackend):
             except Exception:
                 raise first from None
             self._fold_system = True
-            log.info("teacher %s: the chat template rejects the system role (%s); folding it into the first "
-                     "user message", self.teacher.name, first)
+            log.info(
+                "teacher %s: the chat template rejects the system role (%s); folding it into the first user message",
+                self.teacher.name,
+                first,
+            )
             return ids
 
     def _name(self, request: Request | None, index: int) -> str:
@@ -300,8 +325,10 @@ class TransformersBackend(BatchBackend):
                 try:
                     ids = self._encode(messages)
                 except Exception as e:
-                    out[i] = BackendError(f"teacher {self.teacher.name} ({self.teacher.model}): {who}: the chat "
-                                          f"template failed: {type(e).__name__}: {e}")
+                    out[i] = BackendError(
+                        f"teacher {self.teacher.name} ({self.teacher.model}): {who}: the chat "
+                        f"template failed: {type(e).__name__}: {e}"
+                    )
                     continue
                 if len(ids) > self._limit:
                     self.stats["too_long"] += 1
@@ -312,18 +339,21 @@ class TransformersBackend(BatchBackend):
                     out[i] = BackendError(
                         f"teacher {self.teacher.name} ({self.teacher.model}): {who}: the prompt is {len(ids)} "
                         f"tokens, over the limit of {self._limit} ({why}); it is not truncated: shorten the "
-                        f"conversation in the prompt or {fix}")
+                        f"conversation in the prompt or {fix}"
+                    )
                     continue
                 encoded.append((i, ids))
             for start in range(0, len(encoded), self.batch_size):
-                chunk = encoded[start:start + self.batch_size]
+                chunk = encoded[start : start + self.batch_size]
                 try:
                     replies = self._generate([ids for _, ids in chunk])
                 except Exception as e:
                     self.stats["failed_batches"] += 1
                     who = ", ".join(self._name(batch[i][1], i) for i, _ in chunk)
-                    err = (f"teacher {self.teacher.name} ({self.teacher.model}): generation failed for a batch "
-                           f"of {len(chunk)} ({who}): {type(e).__name__}: {e}")
+                    err = (
+                        f"teacher {self.teacher.name} ({self.teacher.model}): generation failed for a batch "
+                        f"of {len(chunk)} ({who}): {type(e).__name__}: {e}"
+                    )
                     for i, _ in chunk:
                         out[i] = BackendError(err)
                         out[i].__cause__ = e
@@ -343,9 +373,10 @@ class TransformersBackend(BatchBackend):
         attention = enc["attention_mask"].to(device)
         t0 = time.perf_counter()
         with torch.inference_mode(), self._rng():
-            generated = model.generate(input_ids=input_ids, attention_mask=attention,
-                                       generation_config=self._generation_config)
-        new = generated[:, input_ids.shape[1]:]
+            generated = model.generate(
+                input_ids=input_ids, attention_mask=attention, generation_config=self._generation_config
+            )
+        new = generated[:, input_ids.shape[1] :]
         self.timings["generate_s"] += time.perf_counter() - t0
         self.stats["batches"] += 1
         self.stats["prompts"] += len(prompts)

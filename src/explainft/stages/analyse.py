@@ -1,4 +1,4 @@
-"""Stage body of ``analyse``: the paper's weight-difference and logit-lens analyses over the trained grid.
+"""DVC stage ``analyse``: the paper's weight-difference and logit-lens analyses over the trained grid.
 
 For every training set × dimension × seed whose grid holds both the
 score-only model (``none``) and the explanation model (``assessment``):
@@ -29,41 +29,22 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import _int
-from .errors import ConfigError
-from .fsutil import atomic_open, write_json
-from .records import Example, read_jsonl
-from .timings import write_timings
-
-ANALYSIS_KEYS = {"lens_items", "batch_size", "heatmaps"}
-
-
-@dataclass(frozen=True)
-class AnalysisConfig:
-    lens_items: int = 200
-    batch_size: int = 16
-    heatmaps: str = "mixed"  # the training set whose per-cell heatmaps are drawn ("all" for every set)
-
-
-def analysis_config(params: dict[str, Any]) -> AnalysisConfig:
-    sec = params.get("analysis") or {}
-    if not isinstance(sec, dict):
-        raise ConfigError("analysis", "must be a mapping (lens_items, batch_size, heatmaps)")
-    unknown = sorted(set(sec) - ANALYSIS_KEYS)
-    if unknown:
-        raise ConfigError(f"analysis.{unknown[0]}", f"unknown key; known: {', '.join(sorted(ANALYSIS_KEYS))}")
-    d = AnalysisConfig()
-    heat = sec.get("heatmaps", d.heatmaps)
-    if not isinstance(heat, str) or not heat:
-        raise ConfigError("analysis.heatmaps", f"must name a training set or 'all', got {heat!r}")
-    return AnalysisConfig(lens_items=_int(sec.get("lens_items", d.lens_items), "analysis.lens_items", positive=True),
-                          batch_size=_int(sec.get("batch_size", d.batch_size), "analysis.batch_size", positive=True),
-                          heatmaps=heat)
+from ..analysis.logit_lens import entropy_difference, logit_lens, rank_heatmap
+from ..analysis.lora_diff import TABLE5_COLUMNS, heatmap, weight_differences
+from ..config import analysis_config, finetune_config
+from ..fsutil import atomic_open, write_json
+from ..layout import cell_path
+from ..progress import progress
+from ..records import Example, read_jsonl
+from ..scoring import load_rater, score_examples
+from ..students import resolve_student
+from ..timings import write_timings
+from ..variants import EXPLAINED, SCORE_ONLY
 
 
 def _csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
@@ -76,18 +57,8 @@ def _csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
         fh.write(buf.getvalue())
 
 
-def run_analyse(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:
-    import shutil
-
-    import torch
-
-    from .analysis.logit_lens import entropy_difference, logit_lens, rank_heatmap
-    from .analysis.lora_diff import TABLE5_COLUMNS, heatmap, weight_differences
-    from .config import finetune_config
-    from .progress import progress
-    from .report import EXPLAINED, SCORE_ONLY
-    from .scoring import load_rater, score_examples
-    from .training_stages import cell_path, student_source
+def run(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:
+    import torch  # heavy: imported when the stage runs, not when the CLI starts
 
     fc = finetune_config(params)
     ac = analysis_config(params)
@@ -102,21 +73,21 @@ def run_analyse(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any
     metrics: dict[str, Any] = {"weights": {}, "entropy": {}, "pairs": len(pairs)}
     labels: list[str] = []
     lens_seconds = score_seconds = 0.0
-    base = student_source(params, root)
+    base = resolve_student(fc.student, root)
     # progress in models (each: its lens pass and a timed scoring pass); a bar in a terminal, plain lines in a
     # log (on a pretrained student the two passes take minutes per model on a CPU)
     with progress(2 * len(pairs), "analyse", "models") as bar:
         for s, d, k in pairs:
             key = f"{s}/{d}/seed_{k}"
-            dirs = {v: root / "models" / "finetuned" / cell_path(s, d, v, k) / "model"
-                    for v in (EXPLAINED, SCORE_ONLY)}
+            dirs = {v: root / "models" / "finetuned" / cell_path(s, d, v, k) / "model" for v in (EXPLAINED, SCORE_ONLY)}
             w = weight_differences(dirs[EXPLAINED], dirs[SCORE_ONLY])
             weight_rows.append([d, s, k, w["kind"]] + [w["normalised"].get(t) for t in TABLE5_COLUMNS])
             metrics["weights"][key] = {t: round(v, 6) for t, v in w["normalised"].items()}
             draw = ac.heatmaps in ("all", s) and k == fc.seeds[0]
             if draw:
-                heatmap(w["per_layer"], out / f"weights_{s}_{d}.png",
-                        f"{s}, {d}: ||ΔW(E) − ΔW(score only)||_F per block")
+                heatmap(
+                    w["per_layer"], out / f"weights_{s}_{d}.png", f"{s}, {d}: ||ΔW(E) − ΔW(score only)||_F per block"
+                )
             items = list(read_jsonl(root / "data" / "splits" / s / d / "validation.jsonl", Example))[: ac.lens_items]
             lens = {}
             for v in (EXPLAINED, SCORE_ONLY):
@@ -132,23 +103,34 @@ def run_analyse(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any
                 for b, (h, r) in enumerate(zip(lens[v].entropy, lens[v].mean_rank), start=1):
                     block_rows.append([d, s, k, v, b, float(h), float(r)])
                 if draw:
-                    rank_heatmap(lens[v], out / f"ranks_{s}_{d}_{v}.png",
-                                 f"{s}, {d}, {v}: rank of the final prediction per block")
+                    rank_heatmap(
+                        lens[v],
+                        out / f"ranks_{s}_{d}_{v}.png",
+                        f"{s}, {d}, {v}: rank of the final prediction per block",
+                    )
                 del model
                 bar.update()
                 torch.cuda.empty_cache() if torch.cuda.is_available() else None
             diff = entropy_difference(lens[EXPLAINED], lens[SCORE_ONLY])
             labels = diff["labels"]
             entropy_rows.append([d, s, k] + [float(x) for x in diff["grouped_normalised"]])
-            metrics["entropy"][key] = {lab: round(float(x), 6)
-                                       for lab, x in zip(labels, diff["grouped_normalised"])}
+            metrics["entropy"][key] = {lab: round(float(x), 6) for lab, x in zip(labels, diff["grouped_normalised"])}
     _csv(out / "weight_differences.csv", ["dimension", "set", "seed", "kind"] + list(TABLE5_COLUMNS), weight_rows)
     _csv(out / "entropy_differences.csv", ["dimension", "set", "seed"] + labels, entropy_rows)
-    _csv(out / "entropy_by_block.csv", ["dimension", "set", "seed", "variant", "block", "entropy", "mean_rank"],
-         block_rows)
+    _csv(
+        out / "entropy_by_block.csv",
+        ["dimension", "set", "seed", "variant", "block", "entropy", "mean_rank"],
+        block_rows,
+    )
     metrics["blocks"] = labels
     write_json(root / "metrics" / "analysis.json", metrics)
-    write_timings(root, "analysis", {
-        "lens_seconds": lens_seconds, "scoring_seconds": score_seconds,
-        "lens_cost_vs_scoring": round(lens_seconds / score_seconds, 2) if score_seconds > 0 else None})
+    write_timings(
+        root,
+        "analysis",
+        {
+            "lens_seconds": lens_seconds,
+            "scoring_seconds": score_seconds,
+            "lens_cost_vs_scoring": round(lens_seconds / score_seconds, 2) if score_seconds > 0 else None,
+        },
+    )
     return metrics
