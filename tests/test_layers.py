@@ -158,3 +158,15 @@ def test_stage_scripts_are_thin_entry_points():
         assert f"from explainft.stages import {script.stem}" in text, script.name
         assert (SRC / "stages" / f"{script.stem}.py").is_file(), script.name
         assert len(text.splitlines()) < 80, f"{script.name} holds more than argument parsing"
+
+
+def test_a_module_over_500_lines_says_it_is_one_idea():
+    """Rooms stay small: a module past 500 lines states, at the top of its docstring, the one idea it holds."""
+    found = []
+    for _m, p in modules().items():
+        text = p.read_text(encoding="utf-8")
+        if len(text.splitlines()) > 500:
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            if "One idea, over 500 lines:" not in doc:
+                found.append(f"{p.relative_to(ROOT)} ({len(text.splitlines())} lines)")
+    assert not found, "split by idea, or say which one idea it is: " + ", ".join(found)

@@ -1,5 +1,7 @@
 """The project code each DVC stage runs, from the static import graph; dvc.yaml's code deps kept equal to it.
 
+One idea, over 500 lines: the import graph of a stage and the dvc.yaml text that must equal it.
+
 A stage's command is ``python stages/<name>.py ...``. What it runs is that script and every project module
 it imports, directly or through other modules. :func:`stage_code` computes that set from the source alone
 (``ast``; nothing is imported):

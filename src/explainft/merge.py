@@ -1,5 +1,7 @@
 """Merge stage: the 12 teacher ratings of one item × dimension become one :class:`Item`.
 
+One idea, over 500 lines: every score and explanation merge method, and the llm judge's fallbacks.
+
 Scores
 ------
 Every valid rating (``status == "ok"``) is put on one scale first::
@@ -80,10 +82,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from .annotate.backends import make_backend
 from .annotate.base import Backend, BackendError
 from .annotate.prompts import build_judge_prompt, build_summary_prompt
-from .config.annotate import EXPLANATION_METHODS, PROMPT_VARIANTS, SCORE_METHODS, AnnotateConfig, MergeConfig
+from .config.annotate import EXPLANATION_METHODS, PROMPT_VARIANTS, SCORE_METHODS
 from .errors import ConfigError, RecordError
 from .records import DIMENSIONS, Item, Rating
 
@@ -499,37 +500,3 @@ def merge_ratings(
             dedupe_sentences=dedupe_sentences,
         )
     )
-
-
-def merge_items(
-    ratings: list[Rating],
-    acfg: AnnotateConfig,
-    mcfg: MergeConfig,
-    *,
-    score_method: str | None = None,
-    explanation_method: str | None = None,
-) -> tuple[list[Item], dict]:
-    """Merge ratings into Items with the profile's merge settings (the keyword arguments override them); the llm
-    judge and summariser are the teachers ``merge.judge`` and ``merge.summariser`` name."""
-    method = score_method or mcfg.score
-    expl = explanation_method or mcfg.explanation
-    judge = make_backend(acfg.teacher(mcfg.judge, "merge.judge")) if method == "llm" else None
-    summariser = make_backend(acfg.teacher(mcfg.summariser, "merge.summariser")) if expl == "llm" else None
-    order = [f"{t.name}/{p}" for t in acfg.teachers for p in acfg.prompts]
-
-    async def go() -> tuple[list[Item], dict]:
-        try:
-            return await amerge_ratings(
-                ratings,
-                score_method=method,
-                explanation_method=expl,
-                min_valid=mcfg.min_valid,
-                judge=judge,
-                summariser=summariser,
-                order=order,
-            )
-        finally:  # close the clients in the loop that opened them
-            for b in {id(b): b for b in (judge, summariser) if b is not None}.values():
-                await b.aclose()
-
-    return asyncio.run(go())

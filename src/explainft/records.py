@@ -1,5 +1,7 @@
 """The pipeline's records, one schema module for all stages.
 
+One idea, over 500 lines: every record type of the pipeline and its validation, in one schema.
+
 Records are frozen dataclasses with ``to_dict``/``from_dict``. ``from_dict``
 checks every field's presence and type and raises :class:`RecordError` naming
 the field; ``write_jsonl`` writes atomically, ``read_jsonl`` names the file and

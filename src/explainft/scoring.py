@@ -75,6 +75,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config.train import POSITIONS
+from .devices import resolve_device
 from .encode import Encoded, EncodeError, encode_example, pad_id_for, score_token_ids
 from .errors import ExplainftError
 from .progress import SilentProgress, quiet_library_bars
@@ -387,16 +388,6 @@ def example_for(conversation: Conversation, dimension: str) -> Example:
 # --------------------------------------------------------------------------- loading a rater
 
 
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ScoringError(f"device {device!r} asked for but CUDA is not available; use auto or cpu")
-    return device
-
-
 def _dtype(dtype: str, device: str) -> Any:
     import torch
 
@@ -463,7 +454,7 @@ def load_rater(path: str | Path, *, base: str | None = None, device: str = "auto
             f"rater {str(path)!r} holds neither a model (config.json) nor a peft adapter "
             "(adapter_config.json); point at a fine-tune's model/ folder or a student folder"
         )
-    dev = _resolve_device(device)
+    dev = resolve_device(device, key="device")
     kwargs = {"dtype": _dtype(dtype, dev)}
     model_src = _base_folder(folder, base) if is_adapter else str(folder)
     tok_src = str(folder) if _has_tokenizer(folder) else model_src

@@ -1,5 +1,7 @@
 """Students: build, locate and load the causal LM that is fine-tuned to rate conversations.
 
+One idea, over 500 lines: every way a student is made or loaded, behind one loader.
+
 Three kinds of student, one loader (``params.yaml`` ``train.student``):
 
 ``tiny`` (the embedded default)
@@ -113,6 +115,7 @@ from pathlib import Path
 from typing import Any
 
 from .config.train import METHODS, QUANTIZATIONS, lora_settings
+from .devices import resolve_device
 from .errors import ConfigError
 from .fsutil import atomic_dir
 from .progress import quiet_library_bars
@@ -416,19 +419,6 @@ def resolve_student(spec: str, root: Path) -> str:
     return spec
 
 
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError("train.device", f"{device!r} asked for but CUDA is not available; use auto or cpu")
-        if device == "cuda":
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    return device
-
-
 def _module_names(model) -> tuple[set[str], set[str]]:
     """(leaf names of Linear modules, leaf names of all modules) of ``model``."""
     import torch
@@ -468,7 +458,7 @@ def load_student(
 
     import torch
 
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     mode = quantization
     if mode == "auto":
         mode = "nf4" if (method == "lora" and dev.startswith("cuda")) else "none"

@@ -1,5 +1,7 @@
 """Fine-tuning with ``transformers.Trainer``: score-only evaluation loss, dvclive curves, resume.
 
+One idea, over 500 lines: the training loop and the losses, collator, sampler and callbacks only it uses.
+
 :func:`finetune` trains a model the caller has prepared (LoRA-wrapped or
 full; see ``students.py``) on the encoded training examples
 (:func:`explainft.encode.encode_all`):

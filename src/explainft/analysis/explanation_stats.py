@@ -1,5 +1,7 @@
 """Statistics of the training explanations: the paper's Fig. 3 and Fig. 7 (Finding 4).
 
+One idea, over 500 lines: the paper's Figures 3 and 7, their numbers and plots.
+
 :func:`explanation_stats` takes the TRAIN examples of each (dataset, dimension)
 cell and writes, in ``out_dir`` (e.g. ``plots/explanations/``), a CSV for DVC
 plots and a PNG rendering of each:

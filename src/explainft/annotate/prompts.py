@@ -1,7 +1,9 @@
 """Rating, judge and summary prompts: templates as data, rendering as a thin pure layer.
 
+One idea, over 500 lines: mostly the prompt text itself (rubrics, definitions, worked examples).
+
 Everything a teacher reads is a module-level constant below: the role, one
-definition per dimension (our wording of PAPER.md: what lowers it), one rubric
+definition per dimension (our wording of the definitions of Shah et al., 2025: what lowers it), one rubric
 per dimension and scale (the variants ``scale4``/``scale4_examples`` share the
 1-4 rubric, ``scale5``/``scale5_examples`` the 1-5 one), three worked examples
 per dimension (shown only by the ``*_examples`` variants, with the score each

@@ -1,4 +1,6 @@
 """The report's prose: one function per section of reports/REPORT.md, in the order :func:`.build.build_report`
+
+One idea, over 500 lines: the report's prose, a small function per section.
 calls them. Each writes its section's Markdown with ``w`` (:data:`.markdown.Writer`), and writes the CSV tables
 (reports/tables) and figures (reports/figures) the section shows; a section that contributes to
 metrics/report.json returns its part.

@@ -10,7 +10,7 @@ from ..annotate.ensemble import annotate_conversations
 from ..config import annotate_config, golden_path, merge_config
 from ..fsutil import atomic_open, write_json
 from ..golden import evaluate_golden, load_golden, write_golden
-from ..merge import merge_items
+from .merge import merge_items
 
 
 def run(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """The evidence measured on one conversation: teacher-independent, cached by its texts (never its meta).
 
+One idea, over 500 lines: the measures, and the word tables they need.
+
 :func:`analyse` removes instructions aimed at the rater from every turn and
 the context, finds the response's stock and vague phrases and its ``core``
 (:mod:`.phrases`), and measures what the dimensions are rated from
