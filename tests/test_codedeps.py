@@ -559,3 +559,16 @@ def test_the_real_lock_has_no_orphan_entries(tmp_path: Path):
         shutil.copy(ROOT / name, tmp_path / name)
     assert prune_lock(tmp_path) == []
     assert (tmp_path / "dvc.lock").read_bytes() == (ROOT / "dvc.lock").read_bytes()
+
+
+def test_the_report_depends_on_every_library_module_any_stage_runs(real_copy: Path):
+    """Other stages depend on the modules they import; the report, whose provenance names the commit of its
+    inputs, on the library code of every stage (not on their argument-parsing scripts)."""
+    code = stage_code(real_copy)
+    library = {f for files in code.values() for f in files if f.startswith("src/explainft/")}
+    assert set(code["report"]) == library | {"stages/report.py"}
+    assert "src/explainft/train.py" in code["report"] and "src/explainft/train.py" in code["finetune"]
+    assert "src/explainft/train.py" not in code["evaluate"]  # a stage below the report: only what it imports
+    assert not any(f.startswith("stages/") and f != "stages/report.py" for f in code["report"])
+    # asked for the report alone, it is the same union
+    assert stage_code(real_copy, ["report"]) == {"report": code["report"]}

@@ -220,7 +220,7 @@ def _all_replies(b: HeuristicBackend) -> list[str]:
 
 def test_same_input_gives_the_same_reply():
     first = _all_replies(teacher("t1"))
-    H._analyse_key.cache_clear()
+    H.analyse_key.cache_clear()
     assert _all_replies(teacher("t1")) == first
     # another teacher name jitters differently: some scores change, most agree
     other = _all_replies(teacher("t2"))
@@ -449,7 +449,7 @@ def test_invalid_options_name_the_key(options, key, message):
 
 
 def test_embedding_option_defaults_and_construction_is_cheap(monkeypatch):
-    monkeypatch.setattr(H._Embedder, "_load", lambda self: pytest.fail("construction must not load a model"))
+    monkeypatch.setattr(H.Embedder, "_load", lambda self: pytest.fail("construction must not load a model"))
     assert teacher(profile="embedding").options.embedding is True
     assert teacher(profile="strict").options.embedding is False
     assert teacher(profile="strict", embedding=True).options.embedding is True
@@ -458,7 +458,7 @@ def test_embedding_option_defaults_and_construction_is_cheap(monkeypatch):
 # --------------------------------------------------------------------------- embedding batching (stub model)
 
 
-class _StubEmbedder(H._Embedder):
+class _StubEmbedder(H.Embedder):
     """Hash-seeded vectors instead of a model; records each forward pass."""
 
     def __init__(self):
@@ -482,7 +482,7 @@ class _StubEmbedder(H._Embedder):
 
 def test_concurrent_requests_share_one_embedding_pass_and_the_cache(monkeypatch):
     stub = _StubEmbedder()
-    monkeypatch.setattr(H, "_embedder", lambda path, batch_size: stub)
+    monkeypatch.setattr(H, "shared_embedder", lambda path, batch_size: stub)
     b = teacher("emb", profile="embedding", model_path=str(Path(__file__).parent))
     items = [
         conv(f"question number {i} about topic {i}", f"answer {i} with detail {i}.", cid=f"t/{i}") for i in range(20)

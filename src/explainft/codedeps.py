@@ -18,7 +18,12 @@ it imports, directly or through other modules. :func:`stage_code` computes that 
   the file and line, so that a new dynamic import cannot escape the analysis;
 * only project files count: ``src/explainft/**`` and the stage script, plus any module of ``stages/`` a
   script imports by a top-level name (the script's folder is first on ``sys.path``). The standard library
-  and third-party packages are ignored.
+  and third-party packages are ignored;
+* the ``report`` stage is the exception: its code is every library module any stage runs (its own script
+  and imports, and every other stage's ``src/explainft`` files; not their scripts, which are argument
+  parsing). The report states the commit of its inputs (:mod:`explainft.provenance`), and DVC reruns it
+  only when one of them changes, so the commit covers the code behind every number it shows. A code change
+  anywhere thus reruns the report, which takes seconds.
 
 dvc.yaml's code deps are the deps that are a ``.py`` file, or a folder, under ``src/explainft`` or
 ``stages`` (``src`` itself counts as such a folder). :func:`compare` reports per stage the computed files
@@ -51,6 +56,7 @@ from typing import Any, Iterable
 
 from .errors import ExplainftError
 from .fsutil import atomic_open
+from .provenance import REPORT_STAGE
 
 PACKAGE = "explainft"
 PACKAGE_DIR = PurePosixPath("src") / PACKAGE
@@ -354,7 +360,14 @@ def stage_code(
     dvc_yaml = Path(dvc_yaml)
     stages = _stages(dvc_yaml)
     graph = graph or ImportGraph(dvc_yaml.parent)
-    return {n: graph.files_of(stage_script(n, stages[n], dvc_yaml)) for n in _select(stages, names, dvc_yaml)}
+    code = {n: graph.files_of(stage_script(n, stages[n], dvc_yaml)) for n in _select(stages, names, dvc_yaml)}
+    if REPORT_STAGE in code:  # the report names the commit of every library module behind its numbers
+        every = set(code[REPORT_STAGE])
+        for n in stages:
+            files = code[n] if n in code else graph.files_of(stage_script(n, stages[n], dvc_yaml))
+            every.update(f for f in files if PurePosixPath(f).is_relative_to(PACKAGE_DIR))
+        code[REPORT_STAGE] = sorted(every)
+    return code
 
 
 def _norm(dep: str) -> str:

@@ -8,8 +8,9 @@ what a clone produces. Hence:
 
 * **commit** is the last commit that touched a git-tracked input *of the report stage*
   (``git log -1 --format=%H -- <inputs>``; :func:`stage_inputs`): its deps that no stage writes and its params
-  files. Its code deps, which ``explainft deps`` keeps equal to the modules it runs, are every library module
-  any stage runs; with ``stages/report.py``, ``params.yaml`` (all of it), ``paper/`` and ``golden/``.
+  files. Its code deps, which ``explainft deps`` keeps equal to every library module any stage runs
+  (:mod:`explainft.codedeps` gives the report stage that union, not only the modules it imports); with
+  ``stages/report.py``, ``params.yaml`` (all of it), ``paper/`` and ``golden/``.
   Committing the outputs (dvc.lock, metrics/, plots/, reports/) does not move it, and a clone finds the same
   commit. Left out: the other stage scripts (thin glue over the library) and dvc.yaml, which DVC cannot make
   a dependency; a commit that changes only them moves no commit named here.

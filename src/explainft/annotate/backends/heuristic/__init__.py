@@ -61,12 +61,6 @@ __all__ = [
     "shared_embedder",
 ]
 
-# The names tests/test_heuristic.py reaches for: it subclasses and patches the embedder, clears the evidence
-# cache, and swaps the embedder registry, which the backend therefore looks up here (see HeuristicBackend._emb).
-_Embedder = Embedder
-_analyse_key = analyse_key
-_embedder = shared_embedder
-
 EMBEDDING_DIMENSIONS = ("on_topic", "comprehensiveness")  # comprehensiveness is gated by relevance
 CONCURRENCY = 4096  # lets the engine hand over a whole chunk, so embedding requests batch up
 
@@ -118,7 +112,7 @@ class HeuristicBackend(Backend):
     def _emb(self) -> Embedder:
         if self._model_path is None:
             self._model_path = default_model_path()
-        return _embedder(self._model_path, self.options.batch_size)
+        return shared_embedder(self._model_path, self.options.batch_size)
 
     @staticmethod
     def _emb_texts(ev: Evidence) -> tuple[str, str, str]:
