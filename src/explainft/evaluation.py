@@ -3,7 +3,8 @@ each of them. The evaluate and baselines stages (:mod:`explainft.stages.evaluate
 :mod:`explainft.stages.baselines`) run these for every fine-tuned model and for the two baselines.
 
 Scoring reads the score-token distribution in one forward pass (:mod:`explainft.scoring`) with the training
-``max_length``, so a test conversation is truncated exactly as in training.
+``max_length`` and the training layout (``train.explanation_position``), so a test conversation is truncated and
+laid out exactly as in training; in layout "before" the model writes its rationale first.
 """
 
 from __future__ import annotations
@@ -56,17 +57,34 @@ def load_test_sets(
 
 
 def score_all(
-    model: Any, tok: Any, sets: dict[str, list[Example]], *, name: str, max_length: int, batch_size: int, out_dir: Path
+    model: Any,
+    tok: Any,
+    sets: dict[str, list[Example]],
+    *,
+    name: str,
+    max_length: int,
+    batch_size: int,
+    out_dir: Path,
+    position: str = "after",
 ) -> dict[str, Any]:
-    """Score every test set with ``model``: ``out_dir/<test set>.jsonl`` (Prediction records) and, per test set,
-    the metrics (:func:`explainft.metrics.summary`), the mean probability mass on the score tokens and the
-    number of truncated conversations."""
+    """Score every test set with ``model`` in layout ``position`` (the one it was trained on):
+    ``out_dir/<test set>.jsonl`` (Prediction records) and, per test set, the metrics
+    (:func:`explainft.metrics.summary`), the mean probability mass on the score tokens and the number of truncated
+    conversations; in layout "before" also ``rationales_incomplete``, the number of generated rationales that did
+    not reach ``"\\nScore:"`` within the budget (they are scored all the same)."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
     result: dict[str, Any] = {}
     for test_set, exs in sets.items():
         scored = score_examples(
-            model, tok, exs, max_length=max_length, batch_size=batch_size, test_set=test_set, progress=True
+            model,
+            tok,
+            exs,
+            max_length=max_length,
+            batch_size=batch_size,
+            position=position,
+            test_set=test_set,
+            progress=True,
         )
         preds = predictions(exs, scored, name, test_set)
         write_jsonl(out_dir / f"{test_set}.jsonl", preds)
@@ -75,4 +93,6 @@ def score_all(
             "mass": round(sum(s.mass for s in scored) / len(scored), 6),
             "truncated": sum(s.truncated for s in scored),
         }
+        if position != "after":
+            result[test_set]["rationales_incomplete"] = sum(not s.rationale_complete for s in scored)
     return result

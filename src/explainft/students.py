@@ -70,16 +70,39 @@ intermediate=512, max_positions=2048) -> Path``
     ``root``), else a Hub id. A spec that looks like a path (starts with
     ``.``, ``/`` or ``~``, or is not of the form ``name`` / ``owner/name``) and
     exists nowhere → ``ConfigError("train.student", ...)``.
+``student_revision(root) -> str | None``
+    The revision the student stage pinned in ``models/student/STUDENT.json``
+    (a Hub commit sha, ``sha256:…`` for a folder, None for tiny/smollm2).
+    :func:`hub_commit` resolves a Hub id's revision to its commit;
+    :func:`content_revision` hashes a folder's config, tokenizer and weights.
+``resolve_loading(*, quantization="auto", method="lora", device="auto", dtype=None, student=None, revision=None)
+-> Loading``
+    The one decision of how a student's base is loaded, shared by training
+    (:func:`load_student`) and measuring (:func:`explainft.scoring.load_rater`):
+    the resolved quantisation (``auto`` = ``nf4`` for LoRA on CUDA, else
+    ``none``), the device (:func:`explainft.devices.resolve_device`), the
+    compute dtype (:func:`explainft.devices.compute_dtype`: bf16 on a GPU that
+    has it, fp16 on one without (V100, T4), fp32 on the CPU) and the pinned
+    revision. :meth:`Loading.model_kwargs` gives ``from_pretrained``'s
+    arguments; :meth:`Loading.record` is what a fine-tune writes beside its
+    model as ``LOADING.json`` (``method``, ``quantization``, ``compute_dtype``,
+    ``student``, ``revision``), read back by :func:`read_loading`.
 ``load_student(path_or_id, *, quantization="auto", method="lora", lora=None, gradient_checkpointing=False,
-device="auto") -> (model, tokenizer)``
-    ``quantization``: ``nf4`` = 4-bit NormalFloat with double quantisation and
-    bf16 compute (bitsandbytes; the paper's QLoRA), followed by
+device="auto", dtype=None, revision=None) -> (model, tokenizer)``
+    ``quantization``: ``nf4`` = 4-bit NormalFloat with double quantisation,
+    computing in the compute dtype (bitsandbytes; the paper's QLoRA), followed by
     ``prepare_model_for_kbit_training`` with non-reentrant gradient
-    checkpointing when asked; ``none`` = fp32 on CPU, bf16 on CUDA; ``auto`` =
-    ``nf4`` when CUDA is available and the method is LoRA, else ``none`` (so a
-    CPU run never quantises by accident, and ``auto`` never produces the
-    invalid nf4 + full combination). NF4 also runs on the CPU with
-    bitsandbytes 0.50 (tests use it). ``method``: ``lora`` wraps the model
+    checkpointing when asked; ``none`` = the frozen base in the compute dtype
+    for LoRA (the adapter weights float32, peft's ``autocast_adapter_dtype``),
+    float32 weights for a full fine-tune (the master copy: the Trainer
+    autocasts to the compute dtype, :func:`explainft.train.mixed_precision`);
+    ``auto`` = ``nf4`` when the device is CUDA and the method is LoRA, else
+    ``none`` (so a CPU run never quantises by accident, and ``auto`` never
+    produces the invalid nf4 + full combination). NF4 also runs on the CPU with
+    bitsandbytes 0.50 (tests use it). ``revision``: passed to both
+    ``from_pretrained`` calls for a Hub id. Loading errors that mean "not found
+    / not loadable" (:func:`not_loadable_errors`) become a ConfigError; CUDA out
+    of memory and other runtime errors propagate as they are. ``method``: ``lora`` wraps the model
     with peft ``LoraConfig(r, lora_alpha, lora_dropout, bias="none",
     task_type="CAUSAL_LM", target_modules, modules_to_save)`` (defaults: the
     paper's r 16, alpha 32, dropout 0.05 on the seven projections ``PROJECTIONS``;
@@ -106,17 +129,20 @@ half-written model that DVC would cache.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import math
 import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .config.train import METHODS, QUANTIZATIONS, lora_settings
-from .devices import resolve_device
-from .errors import ConfigError
+from .devices import COMPUTE_DTYPES, compute_dtype, resolve_device
+from .errors import ConfigError, ExplainftError
 from .fsutil import atomic_dir
 from .progress import quiet_library_bars
 
@@ -128,6 +154,27 @@ TINY_STAGE = SMOLLM2_STAGE = "student"
 STUDENT_DIR = "models/student"
 STUDENT_MARKER = "STUDENT.json"
 PRETRAIN_TIMING_KEYS = ("seconds", "steps_per_second")  # pretrain()'s wall-clock figures (explainft.timings)
+# beside a fine-tuned model: how its base was loaded for training (Loading.record), so that it is measured on the same
+LOADING_FILE = "LOADING.json"
+LOADING_KEYS = ("method", "quantization", "compute_dtype", "student", "revision")
+CONTENT_REVISION = "sha256:"  # the prefix of a local folder's content revision (content_revision)
+# the files of a model folder that make the model: its config, tokenizer and weights (content_revision hashes them)
+_TOKENIZER_FILES = frozenset(
+    {
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "tokenizer.model",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "vocab.json",
+        "vocab.txt",
+        "merges.txt",
+        "chat_template.jinja",
+        "chat_template.json",
+    }
+)
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".index.json")
+_SHA = re.compile(r"^[0-9a-f]{40}$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 
 
@@ -390,8 +437,6 @@ def resolve_student(spec: str, root: Path) -> str:
         marker = folder / STUDENT_MARKER
         held = None
         if marker.is_file():
-            import json
-
             try:
                 held = json.loads(marker.read_text()).get("student")
             except (ValueError, AttributeError):
@@ -419,6 +464,111 @@ def resolve_student(spec: str, root: Path) -> str:
     return spec
 
 
+def student_revision(root: Path) -> str | None:
+    """The revision the student stage pinned (``revision`` in ``models/student/STUDENT.json``): a Hub commit sha,
+    a local folder's :func:`content_revision`, or None (tiny, smollm2, no marker, a marker from before pinning)."""
+    marker = Path(root) / STUDENT_DIR / STUDENT_MARKER
+    try:
+        held = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    rev = held.get("revision") if isinstance(held, dict) else None
+    return rev if isinstance(rev, str) and rev else None
+
+
+def content_revision(folder: str | Path) -> str:
+    """``sha256:<hex>`` over a model folder's config, tokenizer and weight files (``config.json``, the tokenizer's
+    files, ``*.safetensors``/``*.bin``/``*.gguf`` and their indexes; top level only): each file's relative path,
+    size and bytes, in sorted path order. A change to any of them changes it; other files (a README, the
+    generation config) do not."""
+    folder = Path(folder)
+    h = hashlib.sha256()
+    names = sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_file() and (p.name == "config.json" or p.name in _TOKENIZER_FILES or p.name.endswith(_WEIGHT_SUFFIXES))
+    )
+    if "config.json" not in names:
+        raise ConfigError("train.student", f"{folder} has no config.json: not a model folder")
+    for name in names:
+        path = folder / name
+        h.update(f"{name}\0{path.stat().st_size}\0".encode())
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+    return CONTENT_REVISION + h.hexdigest()
+
+
+def hub_commit(hub_id: str, revision: str | None = None) -> str:
+    """The commit sha that ``revision`` (a branch, tag or sha; None: ``main``) of Hub model ``hub_id`` is now.
+
+    Asks the Hub (``HfApi().model_info``). Under ``HF_HUB_OFFLINE=1`` a full 40-hex sha is taken as it is (it
+    already pins one commit; loading then needs it in the cache); anything else is a :class:`ConfigError`
+    (``train.student_revision``), as is a Hub that cannot be reached or does not know the model or revision
+    (``train.student``, naming the id)."""
+    if revision is not None and _SHA.match(revision) and _hub_offline():
+        return revision
+    if _hub_offline():
+        raise ConfigError(
+            "train.student_revision",
+            f"HF_HUB_OFFLINE=1: cannot ask the Hub which commit {revision or 'main'!r} of {hub_id!r} is; "
+            "set train.student_revision to the 40-hex commit sha (it is in the cache as "
+            "models--<owner>--<name>/snapshots/<sha>), or unset HF_HUB_OFFLINE",
+        )
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi().model_info(hub_id, revision=revision or "main")
+    except (*not_loadable_errors(), *_transport_errors()) as e:
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ConfigError(
+            "train.student",
+            f"cannot resolve {hub_id!r} at revision {revision or 'main'!r} on the Hub "
+            f"({type(e).__name__}: {first}); check the id and train.student_revision, log in, or set "
+            "HF_HUB_OFFLINE=1 with a 40-hex train.student_revision already in the cache",
+        ) from None
+    if not info.sha:
+        raise ConfigError("train.student", f"the Hub gave no commit sha for {hub_id!r} at {revision or 'main'!r}")
+    return str(info.sha)
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP client's own errors (a refused connection, a timeout): not OSErrors in httpx. huggingface_hub's
+    HTTP error derives from its client's (httpx, or the httpx2 fork), so that base is the client's own."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return tuple(b for b in HfHubHTTPError.__mro__[1:] if b.__name__ == "HTTPError")
+
+
+def not_loadable_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "this model cannot be found or read" when loading one: ``OSError`` (a missing
+    folder or file, and the Hub's HTTP, not-found and offline errors, which subclass it), ``ValueError`` (a bad
+    config, an unknown model type), the Hub's ``EntryNotFoundError`` and ``RevisionResolutionError`` (not
+    OSErrors in huggingface_hub 1.x) and safetensors' ``SafetensorError`` (a corrupt weight file). Everything
+    else, above all ``torch.cuda.OutOfMemoryError`` and other ``RuntimeError``s and ``MemoryError``, is not a
+    "not found" and is never relabelled as one."""
+    found: list[type[BaseException]] = [OSError, ValueError]
+    try:
+        from huggingface_hub import errors as hub_errors
+
+        found += [
+            getattr(hub_errors, n) for n in ("EntryNotFoundError", "RevisionResolutionError") if hasattr(hub_errors, n)
+        ]
+    except ImportError:  # pragma: no cover - transformers needs huggingface_hub
+        pass
+    try:
+        from safetensors import SafetensorError
+
+        found.append(SafetensorError)
+    except ImportError:  # pragma: no cover - transformers needs safetensors
+        pass
+    return tuple(found)
+
+
 def _module_names(model) -> tuple[set[str], set[str]]:
     """(leaf names of Linear modules, leaf names of all modules) of ``model``."""
     import torch
@@ -434,17 +584,106 @@ def _module_names(model) -> tuple[set[str], set[str]]:
     return linear, every
 
 
-@quiet_library_bars()  # transformers' own bars only in a terminal (explainft.progress)
-def load_student(
-    path_or_id: str,
+# --------------------------------------------------------------------------- how a model is loaded
+
+
+class LoadingRecordError(ExplainftError, ValueError):
+    """A model folder's LOADING.json is unreadable or holds a value no loader knows (names the file)."""
+
+
+@dataclass(frozen=True)
+class Loading:
+    """How a student's base is loaded: resolved by :func:`resolve_loading`, the one place that decides it for
+    training (:func:`load_student`), for a fine-tune's measurement and for the untuned baseline
+    (:func:`explainft.scoring.load_rater`).
+
+    ``quantization`` is resolved (``nf4`` or ``none``, never ``auto``); ``compute_dtype`` is the floating-point
+    type the model computes in (:func:`explainft.devices.compute_dtype`, or as asked); ``device`` is resolved
+    (``cpu``, ``cuda:N``); ``revision`` is the student's pinned revision (a Hub commit sha, or a local folder's
+    :func:`content_revision`, which is recorded but never passed to ``from_pretrained``).
+    """
+
+    method: str
+    quantization: str
+    compute_dtype: str
+    device: str
+    student: str | None = None
+    revision: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """What ``LOADING.json`` holds: ``method``, ``quantization``, ``compute_dtype``, ``student``,
+        ``revision`` (not the device: a model trained on one machine is measured on another the same way)."""
+        return {k: getattr(self, k) for k in LOADING_KEYS}
+
+    def hub_revision(self, source: str) -> str | None:
+        """The ``revision=`` to pass when loading ``source``: the pinned Hub commit for a Hub id; None for a
+        local folder (a folder has no revisions) or a content revision."""
+        rev = self.revision
+        if not rev or rev.startswith(CONTENT_REVISION) or Path(os.path.expanduser(str(source))).is_dir():
+            return None
+        return rev
+
+    def tokenizer_kwargs(self, source: str) -> dict[str, Any]:
+        rev = self.hub_revision(source)
+        return {"revision": rev} if rev else {}
+
+    def model_kwargs(self, source: str, *, training: bool) -> dict[str, Any]:
+        """``from_pretrained`` keyword arguments for ``source``.
+
+        ``nf4``: a ``BitsAndBytesConfig`` (4-bit NormalFloat, double quantisation, ``compute_dtype`` compute),
+        the other weights in ``compute_dtype``, the whole model on the CUDA device (``device_map``). Otherwise
+        the weights in ``compute_dtype``, except a full fine-tune being trained, whose weights stay float32 (the
+        master copy the optimizer updates; training autocasts to ``compute_dtype``). ``revision`` for a Hub id.
+        """
+        import torch
+
+        dtype = torch_dtype(self.compute_dtype)
+        kw: dict[str, Any] = {}
+        if self.quantization == "nf4":
+            from transformers import BitsAndBytesConfig
+
+            kw["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=dtype,
+            )
+            kw["dtype"] = dtype
+            if self.device.startswith("cuda"):
+                kw["device_map"] = {"": self.device}
+        elif training and self.method == "full":
+            kw["dtype"] = torch.float32
+        else:
+            kw["dtype"] = dtype
+        kw.update(self.tokenizer_kwargs(source))
+        return kw
+
+
+def torch_dtype(name: str) -> Any:
+    """The torch dtype of one of :data:`explainft.devices.COMPUTE_DTYPES`."""
+    import torch
+
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"dtype {name!r} is not one of {', '.join(COMPUTE_DTYPES)}")
+    return getattr(torch, name)
+
+
+def resolve_loading(
     *,
     quantization: str = "auto",
     method: str = "lora",
-    lora: dict | None = None,
-    gradient_checkpointing: bool = False,
     device: str = "auto",
-):
-    """Load a student ready to train: ``(model, tokenizer)``; see the module docstring for every option."""
+    dtype: str | None = None,
+    student: str | None = None,
+    revision: str | None = None,
+    device_key: str = "train.device",
+) -> Loading:
+    """How to load a student for ``method`` with ``quantization`` on ``device`` (see the module docstring).
+
+    ``quantization``: ``auto`` is ``nf4`` for LoRA on CUDA, else ``none``. ``dtype``: the compute dtype, by
+    default the device's (:func:`explainft.devices.compute_dtype`: bf16 on a GPU that has it, else fp16; fp32
+    on the CPU). Errors are :class:`ConfigError` naming ``train.quantization``, ``train.method`` or
+    ``device_key``, raised before anything is loaded."""
     if quantization not in QUANTIZATIONS:
         raise ConfigError("train.quantization", f"{quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
     if method not in METHODS:
@@ -454,11 +693,7 @@ def load_student(
             "train.quantization",
             "nf4 weights cannot be fully fine-tuned; use method: lora (QLoRA) or quantization: none",
         )
-    settings = lora_settings(lora) if method == "lora" else None
-
-    import torch
-
-    dev = resolve_device(device)
+    dev = resolve_device(device, key=device_key)
     mode = quantization
     if mode == "auto":
         mode = "nf4" if (method == "lora" and dev.startswith("cuda")) else "none"
@@ -467,8 +702,57 @@ def load_student(
             "train.quantization",
             "nf4 needs bitsandbytes, which is not installed: pip install bitsandbytes, or set quantization: none",
         )
+    if dtype is None:
+        dtype = compute_dtype(dev)
+    elif dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(COMPUTE_DTYPES)}")
+    return Loading(
+        method=method, quantization=mode, compute_dtype=dtype, device=dev, student=student, revision=revision
+    )
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+def read_loading(folder: str | Path) -> dict[str, Any] | None:
+    """A model folder's ``LOADING.json`` (:meth:`Loading.record`), checked; None when the folder has none (a model
+    fine-tuned before it was written, or a student folder)."""
+    path = Path(folder) / LOADING_FILE
+    if not path.is_file():
+        return None
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise LoadingRecordError(f"{path}: cannot read it ({e})") from None
+    if not isinstance(rec, dict) or set(rec) != set(LOADING_KEYS):
+        raise LoadingRecordError(f"{path}: expected the keys {', '.join(LOADING_KEYS)}, got {rec!r}")
+    for key, allowed in (("method", METHODS), ("quantization", ("nf4", "none")), ("compute_dtype", COMPUTE_DTYPES)):
+        if rec[key] not in allowed:
+            raise LoadingRecordError(f"{path}: {key} {rec[key]!r} is not one of {', '.join(allowed)}")
+    for key in ("student", "revision"):
+        if rec[key] is not None and not (isinstance(rec[key], str) and rec[key]):
+            raise LoadingRecordError(f"{path}: {key} must be a non-empty string or null, got {rec[key]!r}")
+    return rec
+
+
+@quiet_library_bars()  # transformers' own bars only in a terminal (explainft.progress)
+def load_student(
+    path_or_id: str,
+    *,
+    quantization: str = "auto",
+    method: str = "lora",
+    lora: dict | None = None,
+    gradient_checkpointing: bool = False,
+    device: str = "auto",
+    dtype: str | None = None,
+    revision: str | None = None,
+):
+    """Load a student ready to train: ``(model, tokenizer)``; see the module docstring for every option.
+
+    ``quantization``, ``method``, ``device``, ``dtype`` and ``revision`` go through :func:`resolve_loading`
+    (pass a :class:`Loading`'s resolved values to load exactly what it records)."""
+    loading = resolve_loading(quantization=quantization, method=method, device=device, dtype=dtype, revision=revision)
+    settings = lora_settings(lora) if method == "lora" else None
+    mode, dev = loading.quantization, loading.device
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = str(path_or_id)
     local = Path(os.path.expanduser(src))
@@ -478,32 +762,18 @@ def load_student(
             f"{src!r}: no such folder; build it (tiny: `dvc repro {TINY_STAGE}`, "
             f"smollm2: `dvc repro {SMOLLM2_STAGE}`) or fix the path",
         )
-    kwargs: dict[str, Any] = {}
-    if mode == "nf4":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )
-        kwargs["dtype"] = torch.bfloat16
-        if dev.startswith("cuda"):
-            kwargs["device_map"] = {"": dev}
-    else:
-        kwargs["dtype"] = torch.bfloat16 if dev.startswith("cuda") else torch.float32
     try:
-        tok = AutoTokenizer.from_pretrained(src)
-        model = AutoModelForCausalLM.from_pretrained(src, **kwargs)
+        tok = AutoTokenizer.from_pretrained(src, **loading.tokenizer_kwargs(src))
+        model = AutoModelForCausalLM.from_pretrained(src, **loading.model_kwargs(src, training=True))
     except ImportError as e:
         raise ConfigError(
             "train.quantization", f"{mode} cannot run on this machine: {e}; set quantization: none"
         ) from None
-    except Exception as e:  # OSError, ValueError and the Hub's HTTP errors: all mean "not found / not loadable"
-        if isinstance(e, ConfigError):
-            raise
+    except not_loadable_errors() as e:  # not found / not loadable; CUDA out of memory and the like propagate
+        at = f" at revision {loading.hub_revision(src)}" if loading.hub_revision(src) else ""
         raise ConfigError(
             "train.student",
-            f"cannot load {src!r} ({type(e).__name__}: {str(e).splitlines()[0]}); "
+            f"cannot load {src!r}{at} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
             "check the folder or Hub id, log in / download it first "
             "(HF_HUB_OFFLINE=1 needs it in the cache), or use tiny or smollm2",
         ) from None
@@ -566,4 +836,5 @@ def load_student(
         target_modules=settings["target_modules"],
         modules_to_save=settings["modules_to_save"],
     )
-    return get_peft_model(model, cfg), tok
+    # autocast_adapter_dtype (peft's default, stated): the LoRA weights are float32 over a bf16/fp16 base
+    return get_peft_model(model, cfg, autocast_adapter_dtype=True), tok

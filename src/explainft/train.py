@@ -46,7 +46,8 @@ full; see ``students.py``) on the encoded training examples
   GPU, non-deterministic kernels (atomics in backward) make it close, not
   equal.
 * **Outputs**: ``out_dir/model`` (``save_pretrained``, safetensors; the
-  adapter only for a peft model; the tokenizer beside it),
+  adapter only for a peft model; the tokenizer beside it; ``LOADING.json``, how the
+  base was loaded, when the caller says: see :func:`finetune`),
   ``out_dir/model/metrics.json`` (see :func:`finetune`), ``out_dir/live``.
   Both are functions of the inputs (a DVC output must be): no timing goes
   into them (:data:`TIMING_KEYS` are returned, not written), and the
@@ -72,9 +73,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .config.train import TrainConfig
+from .devices import compute_dtype, resolve_device
 from .encode import IGNORE, Encoded, EncodeError, collate, encode_all, pad_id_for, score_token_ids
 from .progress import quiet_library_bars, training_callback
 from .records import Example
+from .students import LOADING_FILE, Loading
 
 CHECKPOINTS = "checkpoints"
 MODEL = "model"
@@ -472,11 +475,26 @@ def last_checkpoint(out_dir: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def training_arguments(cfg: TrainConfig, out_dir: Path, *, n_eval: int):
-    import torch
-    from transformers import TrainingArguments
+def mixed_precision(loading: Loading | None) -> dict[str, bool]:
+    """The Trainer's mixed-precision flags for a model loaded as ``loading`` (None: on this process's device, as
+    :func:`explainft.devices.resolve_device` places it, in that device's compute dtype).
 
-    cuda = torch.cuda.is_available()
+    ``bf16`` when the model computes in bfloat16, ``fp16`` when in float16 (the Trainer then scales the loss, so
+    small fp16 gradients do not flush to zero), neither in float32. The Trainer autocasts the forward pass to
+    that type; the weights it updates are float32 (a full fine-tune's master copy, LoRA's adapter weights), and
+    ``use_cpu`` follows the device."""
+    device = loading.device if loading is not None else resolve_device("auto")
+    dtype = loading.compute_dtype if loading is not None else compute_dtype(device)
+    return {
+        "use_cpu": not device.startswith("cuda"),
+        "bf16": dtype == "bfloat16",
+        "fp16": dtype == "float16",
+    }
+
+
+def training_kwargs(cfg: TrainConfig, out_dir: Path, *, n_eval: int, loading: Loading | None = None) -> dict[str, Any]:
+    """The keyword arguments of the Trainer's ``TrainingArguments`` for ``cfg``; mixed precision and the device
+    from ``loading`` (:func:`mixed_precision`)."""
     per_step = cfg.eval_steps is not None
     kw: dict[str, Any] = dict(
         output_dir=str(Path(out_dir) / CHECKPOINTS),
@@ -494,8 +512,7 @@ def training_arguments(cfg: TrainConfig, out_dir: Path, *, n_eval: int):
         save_total_limit=cfg.save_total_limit,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         length_column_name="length",
-        use_cpu=not cuda,
-        bf16=bool(cuda and torch.cuda.is_bf16_supported()),
+        **mixed_precision(loading),
         report_to="none",
         disable_tqdm=True,  # progress: explainft.progress.training_callback (added by finetune)
         remove_unused_columns=False,
@@ -506,6 +523,14 @@ def training_arguments(cfg: TrainConfig, out_dir: Path, *, n_eval: int):
     if per_step:
         kw["eval_steps"] = cfg.eval_steps
         kw["save_steps"] = cfg.eval_steps
+    return kw
+
+
+def training_arguments(cfg: TrainConfig, out_dir: Path, *, n_eval: int, loading: Loading | None = None):
+    """The Trainer's ``TrainingArguments`` (:func:`training_kwargs`)."""
+    from transformers import TrainingArguments
+
+    kw = training_kwargs(cfg, out_dir, n_eval=n_eval, loading=loading)
     try:
         return TrainingArguments(**kw)
     except TypeError:  # an argument this transformers version lacks (save_safetensors went in v5)
@@ -529,6 +554,7 @@ def finetune(
     fingerprint: Mapping[str, Any] | None = None,
     keep_checkpoints: bool = True,
     live_dir: Path | None = None,
+    loading: Loading | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``model`` on ``train``, evaluating the score-only loss on each of ``evals``; returns the metrics.
 
@@ -537,6 +563,10 @@ def finetune(
     ``callbacks`` are extra ``TrainerCallback``s (tests). Progress (optimizer steps, the latest training
     and evaluation losses) goes to stderr: :func:`explainft.progress.training_callback`.
     ``live_dir``: where the dvclive curves go (default ``out_dir/live``).
+    ``loading``: how ``model`` was loaded (:func:`explainft.students.resolve_loading`): it sets the mixed
+    precision (:func:`mixed_precision`), and its record is saved as ``out_dir/model/LOADING.json`` so that the
+    model is measured on the base it was trained on (:func:`explainft.scoring.load_rater`); None: no record, and
+    the device's compute dtype.
 
     ``fingerprint`` identifies the run (config, data, student): it is stored
     as ``checkpoints/RUN.json``, and checkpoints left by a run with another
@@ -587,7 +617,7 @@ def finetune(
         eval_ds[name] = Dataset(_as_eval(enc), split=name)
 
     collator = Collator(pad_id_for(tokenizer))
-    args = training_arguments(cfg, out_dir, n_eval=len(eval_ds))
+    args = training_arguments(cfg, out_dir, n_eval=len(eval_ds), loading=loading)
     Trainer = _trainer_cls()
     from transformers import PrinterCallback
 
@@ -656,7 +686,7 @@ def finetune(
 
     if main:
         _write_live(Path(live_dir) if live_dir is not None else out_dir / LIVE, train_points, evals_out)
-        _save_model(trainer, tokenizer, out_dir / MODEL)
+        _save_model(trainer, tokenizer, out_dir / MODEL, loading=loading)
 
     steps_here = trainer.state.global_step - (_ckpt_step(resume) if resume else 0)
     metrics = {
@@ -704,8 +734,9 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _save_model(trainer: Any, tokenizer: Any, dest: Path) -> None:
-    """save_pretrained (safetensors) and the tokenizer into a temporary folder, then rename over ``dest``.
+def _save_model(trainer: Any, tokenizer: Any, dest: Path, *, loading: Loading | None = None) -> None:
+    """save_pretrained (safetensors), the tokenizer and ``loading``'s record (``LOADING.json``) into a temporary
+    folder, then rename over ``dest``.
 
     Not the Trainer's ``trainer_state.json``: its log history holds run times, and ``dest`` is a DVC output
     whose hash must depend on the inputs alone (the module docstring, "Outputs")."""
@@ -717,6 +748,8 @@ def _save_model(trainer: Any, tokenizer: Any, dest: Path) -> None:
     _sort_adapter_sets(trainer.model, tmp)
     if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
         tokenizer.save_pretrained(str(tmp))
+    if loading is not None:
+        _write_json(tmp / LOADING_FILE, loading.record())
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
 

@@ -5,9 +5,12 @@ block through the model's final norm and LM head and finds that
 explanation-trained students keep a flatter distribution (higher entropy)
 through the late blocks and commit more sharply at the very end.
 
-:func:`logit_lens` reads each example where scoring reads it
-(:mod:`explainft.scoring`): encoded with the score-only target
-(``encode_example(ex.with_target("none", ""), max_length)``), the model reads
+:func:`logit_lens` reads each example where scoring reads it, with the
+prefixes scoring builds (:func:`explainft.scoring.score_prefixes`): in layout
+"after" the example encoded with the score-only target
+(``encode_example(ex.with_target("none", ""), max_length)``), in layout
+"before" (``position="before"``) the prompt, the model's own greedy rationale
+and ``"\\nScore:"``, encoded as training encodes it. The model reads
 ``input_ids[:score_index]`` and the distribution at the last prefix position
 is the one that predicts the score digit. Each batch (sorted longest first,
 right-padded with an attention mask) takes ONE forward pass: forward hooks on
@@ -21,7 +24,10 @@ rather than read from ``output_hidden_states`` because transformers 5 returns
 the LAST entry of ``hidden_states`` already final-normalised (the others raw):
 normalising it again would distort the last block. The last block's lens is
 checked against the model's own logits on every row (a family with a final
-soft-cap or a head that reads something else fails with :class:`LensError`).
+soft-cap or a head that reads something else fails with :class:`LensError`),
+to the tolerance of the head's compute dtype (fp32: 1e-3 of the logits' scale;
+bf16/fp16: 3e-2, since the lens and the model may run different half-precision
+kernels for the same product).
 
 Per block: the entropy in nats of the lens distribution, and the rank of the
 model's final predicted token (the argmax of its own output logits at the
@@ -43,7 +49,8 @@ header; 30 (SmolLM2-135M): ``blocks_1_18, blocks_19_23, block_24 .. block_30``;
 
 Functions
 ---------
-``logit_lens(model, tokenizer, examples, *, max_length, batch_size=16) -> LensResult``
+``logit_lens(model, tokenizer, examples, *, max_length, batch_size=16, position="after", generate_tokens=128)
+-> LensResult``
 ``group_blocks(values, n_late=None) -> (labels, grouped)`` (blocks on the last axis)
 ``entropy_difference(lens_a, lens_b, *, n_late=None) -> dict`` (A minus B, and normalised)
 ``rank_heatmap(result, path, title) -> Path`` (PNG, blocks × examples, byte-identical)
@@ -62,10 +69,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..architecture import model_parts
-from ..encode import EncodeError, encode_example, pad_id_for
+from ..encode import pad_id_for
 from ..errors import ExplainftError
 from ..fsutil import atomic_open
 from ..records import Example
+from ..scoring import GENERATE_TOKENS, score_prefixes
 from .explanation_stats import plot_style
 
 __all__ = [
@@ -127,11 +135,12 @@ class LensResult:
 # --------------------------------------------------------------------------- the lens
 
 
-def _close(a: Any, b: Any) -> bool:
-    """Whether lens logits reproduce the model's (rows × vocab): fp32 to 1e-3 of their scale, else 3e-2."""
+def _close(a: Any, b: Any, dtype: Any) -> bool:
+    """Whether lens logits reproduce the model's (rows × vocab), computed in ``dtype`` (the head's): fp32/fp64
+    to 1e-3 of their scale, half precision to 3e-2, whatever the tensors were cast to since."""
     import torch
 
-    rel = 1e-3 if a.dtype == torch.float32 and b.dtype == torch.float32 else 3e-2
+    rel = 1e-3 if dtype in (torch.float32, torch.float64) else 3e-2
     a, b = a.float(), b.float()
     scale = max(1.0, float(b.abs().max()))
     return bool(torch.isfinite(a).all()) and float((a - b).abs().max()) <= rel * scale
@@ -148,20 +157,31 @@ def _stats(logits: Any, target: Any) -> tuple[Any, Any]:
     return entropy, rank
 
 
-def _prefixes(tokenizer: Any, examples: Sequence[Example], max_length: int) -> list[list[int]]:
-    rows = []
-    for ex in examples:
-        e = encode_example(tokenizer, ex.with_target("none", ""), max_length)
-        if e.score_index < 1:
-            raise EncodeError(f"example {ex.id!r}: the score token is the first token; there is no prefix to read")
-        rows.append(e.input_ids[: e.score_index])
-    return rows
+def _compute_dtype(module: Any) -> Any:
+    """The dtype a module computes in: that of its first floating-point parameter (float32 if it has none)."""
+    import torch
+
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
 
 
 def logit_lens(
-    model: Any, tokenizer: Any, examples: Sequence[Example], *, max_length: int, batch_size: int = 16
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    *,
+    max_length: int,
+    batch_size: int = 16,
+    position: str = "after",
+    generate_tokens: int = GENERATE_TOKENS,
 ) -> LensResult:
-    """Entropy and predicted-token rank after each block at each example's score position (module docstring)."""
+    """Entropy and predicted-token rank after each block at each example's score position (module docstring).
+
+    ``position`` is the layout the model was trained on (``train.explanation_position``); in layout "before" the
+    prefixes hold the model's own rationale (``generate_tokens`` new tokens at most), as scoring reads them.
+    """
     import torch
 
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -171,7 +191,16 @@ def logit_lens(
         raise LensError("no examples: nothing to read the lens on")
     parts = model_parts(model)
     n_blocks = parts.n_layers
-    rows = _prefixes(tokenizer, examples, max_length)
+    prefixes, _ = score_prefixes(
+        model,
+        tokenizer,
+        examples,
+        max_length=max_length,
+        batch_size=batch_size,
+        position=position,
+        generate_tokens=generate_tokens,
+    )
+    rows = [p.encoded.input_ids[: p.encoded.score_index] for p in prefixes]
     pad_id = pad_id_for(tokenizer)
     try:
         device = next(model.parameters()).device
@@ -180,6 +209,7 @@ def logit_lens(
 
     head_device = next(iter(parts.final_norm.parameters()), None)
     head_device = head_device.device if head_device is not None else device
+    head_dtype = _compute_dtype(parts.lm_head)  # the tolerance of the last block's check
     n = len(rows)
     entropies = np.zeros((n, n_blocks), dtype=np.float64)
     ranks = np.zeros((n, n_blocks), dtype=np.int64)
@@ -229,7 +259,7 @@ def logit_lens(
                 target = own.argmax(dim=-1)
                 for b in range(n_blocks):  # (blocks may sit on different devices under a device_map)
                     logits = parts.lm_head(parts.final_norm(captured[b].to(head_device))).float().to(own.device)
-                    if b == n_blocks - 1 and not _close(logits, own):
+                    if b == n_blocks - 1 and not _close(logits, own, head_dtype):
                         raise LensError(
                             f"{type(parts.body).__name__}: lm_head(final_norm(last block output)) does not reproduce "
                             "the model's own logits (a final soft-cap or a different head input?); the logit lens "

@@ -20,8 +20,17 @@ from ..errors import ConfigError
 from .annotate import AnnotateConfig, MergeConfig, TeacherConfig, annotate_config, golden_path, merge_config  # noqa: F401
 from .data import DataConfig, data_config  # noqa: F401
 from .evaluate import AnalysisConfig, EvaluateConfig, analysis_config, evaluate_config  # noqa: F401
-from .fields import SECTIONS, check_sections  # noqa: F401
-from .split import MIXED, Sizes, SplitConfig, split_config, split_sets, stats_config, variants_config  # noqa: F401
+from .fields import SECTIONS, check_sections, is_replication  # noqa: F401
+from .split import (  # noqa: F401
+    MIXED,
+    Sizes,
+    SplitConfig,
+    StatsConfig,
+    split_config,
+    split_sets,
+    stats_config,
+    variants_config,
+)
 from .train import (  # noqa: F401
     TRAIN_OWN_KEYS,
     AblationConfig,

@@ -9,6 +9,7 @@ from ..errors import ConfigError
 # Sections a profile may hold.
 SECTIONS = (
     "profile",
+    "replication",
     "data",
     "sources",
     "annotate",
@@ -31,6 +32,19 @@ def check_sections(params: dict[str, Any], where: str = "the profile") -> None:
         raise ConfigError(unknown[0], f"unknown section in {where}; known sections: {', '.join(SECTIONS)}")
     if "profile" in params and not isinstance(params["profile"], str):
         raise ConfigError("profile", f"must be the profile's name (a string), got {params['profile']!r}")
+    if "replication" in params and not isinstance(params["replication"], bool):
+        raise ConfigError(
+            "replication",
+            f"must be true (this profile claims to replicate the paper: every Hub download, tokenizer and "
+            f"student pinned to a commit) or false, got {params['replication']!r}",
+        )
+
+
+def is_replication(params: dict[str, Any]) -> bool:
+    """``replication: true``: the profile claims to be a replication, so :func:`explainft.stages.check.check_profile`
+    requires every Hub revision it names to be a commit hash (default false)."""
+    check_sections(params)
+    return params.get("replication", False) is True
 
 
 def integer(value: Any, key: str, *, positive: bool = False, allow_none: bool = False) -> int | None:

@@ -1,5 +1,6 @@
 """The ``split``, ``variants`` and ``stats`` sections: the three split sizes, the training-target variants, and the
-tokenizer the explanation statistics count with; and the training sets a profile has (:func:`split_sets`)."""
+tokenizer the explanation statistics count with (and its Hub revision); and the training sets a profile has
+(:func:`split_sets`)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class Sizes:
 
 SPLIT_KEYS = {"train", "validation", "test", "seed", "mixed", "mixed_max_words"}
 VARIANTS_KEYS = {"names", "seed"}
-STATS_KEYS = {"tokenizer", "gguf_file", "context_limit"}
+STATS_KEYS = {"tokenizer", "tokenizer_revision", "gguf_file", "context_limit"}
 
 
 @dataclass(frozen=True)
@@ -76,16 +77,34 @@ def variants_config(params: dict[str, Any]) -> tuple[tuple[str, ...], int]:
     return tuple(names), integer(sec.get("seed", 0), "variants.seed")
 
 
-def stats_config(params: dict[str, Any]) -> tuple[str, str | None, int]:
-    """(tokenizer: 'smollm2', a Hub id or a local folder; gguf_file or None; the student's context limit)."""
+@dataclass(frozen=True)
+class StatsConfig:
+    """The ``stats`` section: the tokenizer the explanation statistics count with and the student's context."""
+
+    tokenizer: str  # smollm2, a Hub id or a local folder
+    tokenizer_revision: str | None  # the Hub commit (or branch, tag) of a Hub tokenizer; None: the Hub's default
+    gguf_file: str | None
+    context_limit: int
+
+
+def stats_config(params: dict[str, Any]) -> StatsConfig:
+    """The ``stats`` section. That a replication profile pins a Hub tokenizer to a commit hash
+    (``stats.tokenizer_revision``) is checked by :func:`explainft.stages.check.check_profile`."""
     sec = section(params, "stats", STATS_KEYS)
     tok = sec.get("tokenizer")
     if not isinstance(tok, str) or not tok:
         raise ConfigError("stats.tokenizer", "must name the student's tokenizer: smollm2, a Hub id or a folder")
+    revision = sec.get("tokenizer_revision")
+    if revision is not None and (not isinstance(revision, str) or not revision.strip()):
+        raise ConfigError(
+            "stats.tokenizer_revision",
+            f"must be the Hub commit hash (or a branch or tag) of stats.tokenizer, or null, got {revision!r}",
+        )
     gguf = sec.get("gguf_file")
     if gguf is not None and not isinstance(gguf, str):
         raise ConfigError("stats.gguf_file", f"must be a file name or null, got {gguf!r}")
-    return tok, gguf, integer(sec.get("context_limit"), "stats.context_limit", positive=True)
+    limit = integer(sec.get("context_limit"), "stats.context_limit", positive=True)
+    return StatsConfig(tokenizer=tok, tokenizer_revision=revision, gguf_file=gguf, context_limit=limit)
 
 
 def split_sets(params: dict[str, Any]) -> list[str]:

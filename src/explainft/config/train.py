@@ -148,6 +148,7 @@ PRETRAIN_KEYS = {"steps", "lr", "batch_size", "seq_len", "seed"}
 # keys of the train section read by finetune_config; the rest are TrainConfig fields (train_config)
 TRAIN_OWN_KEYS = {
     "student",
+    "student_revision",
     "sets",
     "dimensions",
     "variants",
@@ -214,6 +215,9 @@ class FinetuneConfig:
     device: str
     train: TrainConfig
     ablation: "AblationConfig | None" = None
+    # the revision of a Hub student to pin (a branch, tag or, best, a 40-hex commit sha); the student stage records
+    # the commit it resolves to in models/student/STUDENT.json, which every loader passes to from_pretrained
+    student_revision: str | None = None
 
     def cells(self) -> list[tuple[str, str, str, int]]:
         """Every (set, dimension, variant, seed) this profile fine-tunes: the main grid, then the ablation grid."""
@@ -354,6 +358,7 @@ def finetune_config(params: dict[str, Any]) -> FinetuneConfig:
     device = sec.get("device", "auto")
     if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
         raise ConfigError("train.device", f"must be auto, cpu, cuda or cuda:N, got {device!r}")
+    revision = _check_student_revision(sec.get("student_revision"), student.strip())
     return FinetuneConfig(
         student=student.strip(),
         sets=sets,
@@ -369,4 +374,24 @@ def finetune_config(params: dict[str, Any]) -> FinetuneConfig:
         device=device,
         train=tc,
         ablation=ablation_config(params, sets, dims, variants),
+        student_revision=revision,
     )
+
+
+def _check_student_revision(value: Any, student: str) -> str | None:
+    """``train.student_revision``: null, or a non-empty string without whitespace (for a Hub id a 40-hex commit
+    sha is expected: a branch or tag moves; the student stage resolves either to the commit it is now). The
+    named students (tiny, smollm2) are built here and have no revisions."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
+        raise ConfigError(
+            "train.student_revision",
+            f"must be null or a revision (a 40-hex commit sha, a branch or tag), got {value!r}",
+        )
+    if student in ("tiny", "smollm2"):
+        raise ConfigError(
+            "train.student_revision",
+            f"{student} is built by the student stage and has no revisions; set it to null (it pins a Hub student)",
+        )
+    return value.strip()

@@ -42,7 +42,7 @@ from ..layout import cell_path
 from ..progress import progress
 from ..records import Example, read_jsonl
 from ..scoring import load_rater, score_examples
-from ..students import resolve_student
+from ..students import resolve_student, student_revision
 from ..timings import write_timings
 from ..variants import EXPLAINED, SCORE_ONLY
 
@@ -74,6 +74,8 @@ def run(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:
     labels: list[str] = []
     lens_seconds = score_seconds = 0.0
     base = resolve_student(fc.student, root)
+    revision = student_revision(root)
+    position = fc.train.explanation_position  # read each model where it was trained to give its score
     # progress in models (each: its lens pass and a timed scoring pass); a bar in a terminal, plain lines in a
     # log (on a pretrained student the two passes take minutes per model on a CPU)
     with progress(2 * len(pairs), "analyse", "models") as bar:
@@ -92,11 +94,12 @@ def run(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:
             lens = {}
             for v in (EXPLAINED, SCORE_ONLY):
                 bar.set_postfix(model=f"{s}/{d}/{v}/seed_{k}")
-                model, tok = load_rater(dirs[v], base=base, device=fc.device)
+                model, tok = load_rater(dirs[v], base=base, device=fc.device, revision=revision)
                 t0 = time.perf_counter()
-                lens[v] = logit_lens(model, tok, items, max_length=fc.train.max_length, batch_size=ac.batch_size)
+                read = {"max_length": fc.train.max_length, "batch_size": ac.batch_size, "position": position}
+                lens[v] = logit_lens(model, tok, items, **read)
                 t1 = time.perf_counter()
-                score_examples(model, tok, items, max_length=fc.train.max_length, batch_size=ac.batch_size)
+                score_examples(model, tok, items, **read)
                 t2 = time.perf_counter()
                 lens_seconds += t1 - t0
                 score_seconds += t2 - t1

@@ -16,7 +16,7 @@ from ..fsutil import write_json
 from ..metrics import label_prior, prior_predictions, summary
 from ..records import Example, read_jsonl, write_jsonl
 from ..scoring import load_rater
-from ..students import resolve_student
+from ..students import resolve_student, student_revision
 
 
 def run(params: dict[str, Any], dimension: str, root: Path = Path(".")) -> dict[str, Any]:
@@ -27,7 +27,15 @@ def run(params: dict[str, Any], dimension: str, root: Path = Path(".")) -> dict[
     sets_names = split_sets(params)
     sets = load_test_sets(sets_names, golden_path(params), dimension, root)
     out = root / "data" / "predictions" / "baselines" / dimension
-    model, tok = load_rater(resolve_student(fc.student, root), device=fc.device)
+    # the student loaded as its fine-tunes load it (train.quantization and train.method resolved alike: an NF4
+    # base for QLoRA), at its pinned revision
+    model, tok = load_rater(
+        resolve_student(fc.student, root),
+        device=fc.device,
+        quantization=fc.quantization,
+        method=fc.method,
+        revision=student_revision(root),
+    )
     untuned = score_all(
         model,
         tok,
@@ -36,6 +44,7 @@ def run(params: dict[str, Any], dimension: str, root: Path = Path(".")) -> dict[
         max_length=fc.train.max_length,
         batch_size=ec.batch_size,
         out_dir=out / "untuned",
+        position=fc.train.explanation_position,  # asked as the fine-tunes are
     )
     prior_out = out / "prior"
     if prior_out.exists():

