@@ -30,6 +30,13 @@ abruptly, no response), :func:`truncated` (200 whose body stops half way and the
 connection closes: fewer bytes than Content-Length promises), :func:`raw` (any
 complete body, e.g. invalid JSON with a matching Content-Length).
 
+``POST /model/{modelId}/converse`` is a stand-in for Amazon Bedrock's Converse API (moto's bedrock-runtime has
+only InvokeModel): the request's ``system`` and ``messages`` text blocks become one chat, which is scripted,
+counted and answered like a chat completion (``body["model"]`` is the model id), in Converse's reply shape
+(``output.message.content[].text``, ``stopReason``, ``usage``); a scripted status becomes a Bedrock error
+(``x-amzn-ErrorType``: ThrottlingException for 429, InternalServerException otherwise). The request's SigV4
+signature is not checked. Point a bedrock teacher at it with ``options.endpoint_url: llm.root``.
+
 ``GET /v1/models`` (what a backend's preflight asks) lists the ids given as
 ``models`` (default ``("fake",)``); ``models=None`` leaves the route out, so it
 answers 404 like a server without it. Those requests are counted in
@@ -253,6 +260,11 @@ class FakeLLM:
             self._fn = script
 
     @property
+    def root(self) -> str:
+        """The server's root URL (the Converse stand-in's endpoint): ``http://127.0.0.1:<port>``."""
+        return self.url.removesuffix("/v1")
+
+    @property
     def url(self) -> str:
         """The base URL to give a client: ``http://127.0.0.1:<port>/v1``."""
         if self.port is None:
@@ -333,6 +345,7 @@ class FakeLLM:
     async def _astart(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post(CHAT_PATH, self._handle)
+        app.router.add_post("/model/{model_id}/converse", self._converse)
         if self.models is not None:
             app.router.add_get("/v1/models", self._models)
         app.router.add_get("/_fake/stats", self._stats)
@@ -424,6 +437,47 @@ class FakeLLM:
             _abort(request)
             raise asyncio.CancelledError
         raise ValueError(f"unknown fake action {action.kind!r}")
+
+    async def _converse(self, request: web.Request) -> web.StreamResponse:
+        """Bedrock Converse: translate to a chat, script it like one, answer in Converse's shape."""
+        raw_body = await request.read()
+        try:
+            converse = json.loads(raw_body)
+        except ValueError:
+            converse = {}
+        messages = [{"role": "system", "content": b.get("text", "")} for b in converse.get("system") or []]
+        for m in converse.get("messages") or []:
+            text = "".join(b.get("text", "") for b in m.get("content") or [])
+            messages.append({"role": m.get("role"), "content": text})
+        body = {"model": request.match_info["model_id"], "messages": messages, "converse": converse}
+        key = prompt_key(messages)
+        with self._lock:
+            n = self._counts[key]
+            self._counts[key] += 1
+            rec = Recorded(
+                index=len(self.requests), n=n, body=body, headers=CIMultiDict(request.headers), arrived=time.monotonic()
+            )
+            self.requests.append(rec)
+        action = self._next_action(body, n)
+        rec.action = action.kind
+        if action.delay > 0:
+            await asyncio.sleep(action.delay)
+        if action.kind == "reply":
+            text = action.content if action.content is not None else self.answer(messages)
+            return web.json_response(
+                {
+                    "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+                    "stopReason": "end_turn",
+                    "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
+                    "metrics": {"latencyMs": 1},
+                }
+            )
+        if action.kind == "status":
+            error = "ThrottlingException" if action.status == 429 else "InternalServerException"
+            return web.json_response(
+                {"message": f"fake {error}"}, status=action.status, headers={"x-amzn-ErrorType": error}
+            )
+        raise ValueError(f"the Converse stand-in does not play {action.kind!r}")
 
     async def _models(self, request: web.Request) -> web.Response:
         with self._lock:

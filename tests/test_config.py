@@ -10,11 +10,14 @@ from click.testing import CliRunner
 from conftest import ROOT
 
 from explainft.cli import main as cli
-from explainft.config import data_config, load_params
+from explainft.config import check_sections, data_config, is_replication, load_params, stats_config
 from explainft.errors import ConfigError
 from explainft.stages.check import check_profile
 
 DEFAULT = load_params(ROOT / "params.yaml")
+HH_RLHF_SHA = "09be8c5bbc57cb3887f3a9732ad6aa7ec602a1fa"  # pinned by stanford-crfm/helm
+COQA_SHA = "06bdab84a7255678e96fad3bd4008abe5c14a817"
+MISTRAL_SHA = "27d67f1b5f57dc0953326b2601d68371d40ea8da"
 PAPER_DATASETS = ["chatbot_arena", "hh_rlhf_chosen", "hh_rlhf_rejected", "amazonqa", "coqa", "cornell_movie_dialogs"]
 
 
@@ -72,6 +75,15 @@ def test_paper_profile_is_valid_and_names_the_six_datasets_at_15000():
     assert fetch["hh_rlhf_chosen"]["repo_id"] == fetch["hh_rlhf_rejected"]["repo_id"] == "Anthropic/hh-rlhf"
     assert not any("red-team" in f for f in fetch["hh_rlhf_chosen"]["files"])
     assert fetch["coqa"]["repo_id"] == "stanfordnlp/coqa"
+    # one item per question-answer prefix: one item per story (7,699) is fewer than the split's 16,000
+    assert cfg.source("coqa")["options"]["items"] == "prefixes"
+    # a replication: every Hub download pinned to a commit
+    assert params["replication"] is True
+    assert fetch["hh_rlhf_chosen"]["revision"] == fetch["hh_rlhf_rejected"]["revision"] == HH_RLHF_SHA
+    assert fetch["coqa"]["revision"] == COQA_SHA
+    stats = stats_config(params)
+    assert (stats.tokenizer, stats.tokenizer_revision) == ("mistralai/Mistral-7B-v0.1", MISTRAL_SHA)
+    assert params["train"]["student_revision"] == MISTRAL_SHA
     assert fetch["amazonqa"]["from"] == fetch["cornell_movie_dialogs"]["from"] == "url"
 
 
@@ -184,6 +196,11 @@ def test_cli_check_and_use(tmp_path):
         (lambda p: p["variants"].update(names=["none", "none"]), "variants.names"),
         (lambda p: p["stats"].update(context_limit="8k"), "stats.context_limit"),
         (lambda p: p["stats"].update(tokenizer=""), "stats.tokenizer"),
+        (lambda p: p["stats"].update(tokenizer_revision=""), "stats.tokenizer_revision"),
+        (lambda p: p["stats"].update(tokenizer_revision=123), "stats.tokenizer_revision"),
+        (lambda p: p["stats"].update(tokenizer_rev="main"), "stats.tokenizer_rev"),
+        (lambda p: p.update(replication="yes"), "replication"),
+        (lambda p: p.update(replication=1), "replication"),
         (lambda p: p["train"].update(epoch=3), "train.epoch"),
         (lambda p: p["train"].update(seed=3), "train.seed"),
         (lambda p: p["train"].update(seeds=[0, 0]), "train.seeds"),
@@ -301,7 +318,58 @@ def test_finetune_stages_declare_every_training_param_but_not_the_grid():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     grid = {"sets", "dimensions", "variants", "seeds"}
     not_params = {"seed", "save_total_limit"}  # seed: from the matrix; save_total_limit: checkpoints only, no model
+    # student_revision: a param of the student stage, which pins the commit in models/student/STUDENT.json, a dep of
+    # every fine-tune (so a new revision reruns them through that file)
+    not_params.add("student_revision")
     expected = {f"train.{k}" for k in (set(TRAIN_OWN_KEYS) | _FIELDS) - grid - not_params}
     for name in ("finetune", "finetune_ablation"):
         assert set(stages[name]["params"]) == expected, name
     assert expected <= {f"train.{k}" for k in DEFAULT["train"]}  # each is in the profile (DVC needs the key)
+    assert "train.student_revision" in stages["student"]["params"] and "student_revision" in DEFAULT["train"]
+
+
+def test_stats_tokenizer_revision_and_the_replication_flag():
+    stats = stats_config(DEFAULT)
+    assert (stats.tokenizer, stats.tokenizer_revision, stats.gguf_file, stats.context_limit) == (
+        "models/student",
+        None,
+        None,
+        1024,
+    )
+    pinned = stats_config(edited(lambda p: p["stats"].update(tokenizer="owner/tok", tokenizer_revision=MISTRAL_SHA)))
+    assert pinned.tokenizer_revision == MISTRAL_SHA
+    assert not is_replication(DEFAULT) and is_replication({"replication": True})
+    assert not is_replication({"replication": False})
+    check_sections({"profile": "x", "replication": False})  # a known top-level key
+
+
+def test_the_tokenizer_revision_reaches_from_pretrained(monkeypatch, tmp_path):
+    import transformers
+
+    from explainft.stages import explanation_stats as stage
+
+    calls = []
+
+    def fake(name, **kwargs):
+        calls.append((name, kwargs))
+        return "tokenizer"
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", staticmethod(fake))
+    assert stage.load_tokenizer("mistralai/Mistral-7B-v0.1", None, MISTRAL_SHA) == "tokenizer"
+    stage.load_tokenizer("owner/tok")
+    stage.load_tokenizer("owner/tok", "t.gguf", "main")
+    stage.load_tokenizer(str(tmp_path), None, MISTRAL_SHA)  # a local folder has no revision
+    assert calls == [
+        ("mistralai/Mistral-7B-v0.1", {"revision": MISTRAL_SHA}),
+        ("owner/tok", {}),
+        ("owner/tok", {"gguf_file": "t.gguf", "revision": "main"}),
+        (str(tmp_path), {}),
+    ]
+    # the stage passes the profile's stats.tokenizer_revision and records it in its metrics
+    calls.clear()
+    monkeypatch.setattr(stage, "read_jsonl", lambda path, cls: [])
+    monkeypatch.setattr(stage, "explanation_stats", lambda examples, **kw: {"tokenizer_seen": kw["tokenizer"]})
+    metrics = stage.run(load_params(ROOT / "configs" / "paper.yaml"), root=tmp_path)
+    assert calls == [("mistralai/Mistral-7B-v0.1", {"revision": MISTRAL_SHA})]
+    assert metrics["tokenizer_revision"] == MISTRAL_SHA and metrics["tokenizer_seen"] == "tokenizer"
+    assert "tokenizer_revision" not in stage.run(edited(lambda p: None), root=tmp_path)

@@ -152,6 +152,18 @@ def test_prefixes_make_one_conversation_per_answer():
     assert ctx.policy["unknown_answer"] == 2
 
 
+def test_the_items_of_one_story_share_its_group():
+    # configs/paper.yaml rates every prefix: the split keeps a group on one side, so a story never straddles it
+    convs, _ = load("coqa", VALID, {"items": "prefixes"})
+    groups: dict[str, set[str]] = {}
+    for c in convs:
+        groups.setdefault(c.meta["story_id"], set()).add(c.group)
+    assert all(len(g) == 1 for g in groups.values()) and len(groups) == 4
+    assert len(set().union(*groups.values())) == 4  # and no two stories share one
+    final = {c.meta["story_id"]: c.group for c in load("coqa", VALID)[0]}
+    assert final == {s: next(iter(g)) for s, g in groups.items()}  # the same group as the story's final item
+
+
 def test_unknown_answers_are_kept_and_counted_on_the_rated_answer():
     convs, ctx = load("coqa", VALID)
     assert by_id(convs)["coqa/3wikibridge0000000000000000001"].response.text == "unknown"

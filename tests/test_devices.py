@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from explainft.devices import resolve_device
+from explainft.devices import compute_dtype, resolve_device
 from explainft.errors import ConfigError
 from explainft.scoring import load_rater
 
@@ -42,3 +42,23 @@ def test_a_rater_asked_for_cuda_without_it_fails_before_loading(monkeypatch, tmp
     with pytest.raises(ConfigError) as ei:
         load_rater(tmp_path, device="cuda")
     assert ei.value.key == "device"
+
+
+@pytest.mark.parametrize(
+    "capability, expected",
+    [((9, 0), "bfloat16"), ((8, 0), "bfloat16"), ((7, 5), "float16"), ((7, 0), "float16"), ((6, 1), "float16")],
+)
+def test_the_compute_dtype_follows_the_gpu_s_capability(monkeypatch, capability, expected):
+    asked = []
+
+    def capability_of(device=None):
+        asked.append(device)
+        return capability
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability_of)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # emulated bf16 counts for nothing
+    monkeypatch.setattr(torch.version, "hip", None)
+    assert compute_dtype("cuda:1") == expected and asked == ["cuda:1"]  # the device's own capability
+    assert compute_dtype("cpu") == "float32"
+    monkeypatch.setattr(torch.version, "hip", "6.2")
+    assert compute_dtype("cuda:0") == "bfloat16"  # ROCm

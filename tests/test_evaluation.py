@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import csv
 import json
 from pathlib import Path
 
@@ -142,6 +143,7 @@ def test_evaluate_and_baselines_write_predictions_and_metrics(trained):
     )
     saved = json.loads((root / "metrics/evaluate/finetuned/chatterbot/on_topic/assessment/seed_0.json").read_text())
     assert saved["test"]["chatterbot"]["n"] == 5
+    assert "rationales_incomplete" not in saved["test"]["chatterbot"]  # layout "after": the metrics as they were
     b = run_baselines(params, "on_topic", root)
     train_mean = np.mean([(5 - 1) / 4 if i % 2 == 0 else 0.0 for i in range(8)])  # GOOD=5 on even ids, BAD=1
     assert b["prior_value"]["chatterbot"] == pytest.approx(train_mean)
@@ -153,6 +155,94 @@ def test_evaluate_and_baselines_write_predictions_and_metrics(trained):
     with pytest.raises(ConfigError) as e:
         run_evaluate(params, "chatterbot", "on_topic", "shuffle", 0, root)
     assert e.value.key == "train.variants"
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: the tiny model's small ops are much slower with 2 spinning OpenMP threads on 2 cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_before_layout_is_scored_after_the_models_own_rationale_in_every_stage(tmp_path, one_thread):
+    """train.explanation_position: before reaches scoring in finetune (validation), evaluate, baselines and
+    analyse: each reads the score after the model's own greedy rationale, where training put it."""
+    from test_scoring import before_by_hand
+    from test_training_stages import make_project
+
+    from explainft.analysis.logit_lens import logit_lens
+    from explainft.records import Example
+    from explainft.scoring import load_rater
+    from explainft.stages.analyse import run as run_analyse
+    from explainft.stages.baselines import run as run_baselines
+    from explainft.stages.evaluate import run as run_evaluate
+    from explainft.stages.finetune import run as run_finetune
+    from explainft.stages.student import run as run_student
+
+    root = tmp_path
+    params = make_project(root, n_test=3)
+    # room for the untuned student's 128 tokens of noise (its cut multi-byte characters re-tokenise to 3 tokens
+    # each), so that no rationale has to be cut to fit (that is tests/test_scoring.py's)
+    params["train"].update(explanation_position="before", max_length=1000)
+    params["analysis"] = {"lens_items": 2, "batch_size": 2, "heatmaps": "chatterbot"}
+    run_student(params, root)
+    for v in ("assessment", "none"):
+        run_finetune(params, "chatterbot", "on_topic", v, 0, root)
+    student = str(root / "models/student")
+    test = list(read_jsonl(root / "data/splits/chatterbot/on_topic/test.jsonl", Example))
+
+    def check(preds, model, tok):
+        complete = []
+        for p, ex in zip(preds, test, strict=True):
+            _, done, _, probs = before_by_hand(model, tok, ex, 128)
+            assert p.id == ex.id and list(p.probs) == pytest.approx(probs, abs=1e-5)
+            complete.append(done)
+        return sum(not c for c in complete)
+
+    cell = root / "models/finetuned/chatterbot/on_topic/assessment/seed_0/model"
+    model, tok = load_rater(cell, base=student)
+    # finetune: the validation scores (what settings are chosen on) follow the model's rationale
+    val = list(read_jsonl(root / "data/splits/chatterbot/on_topic/validation.jsonl", Example))
+    expected = [(sum(k * q for k, q in enumerate(before_by_hand(model, tok, e, 128)[3], 1)) - 1) / 4 for e in val]
+    trained = json.loads((root / "metrics/train/chatterbot/on_topic/assessment/seed_0.json").read_text())
+    by_hand = np.mean([(x - e.score) ** 2 for x, e in zip(expected, val)])
+    assert trained["validation_mse"] == pytest.approx(by_hand, abs=1e-6)  # (rounded to 6 places)
+
+    m = run_evaluate(params, "chatterbot", "on_topic", "assessment", 0, root)
+    preds = list(
+        read_jsonl(
+            root / "data/predictions/finetuned/chatterbot/on_topic/assessment/seed_0/chatterbot.jsonl", Prediction
+        )
+    )
+    assert m["test"]["chatterbot"]["rationales_incomplete"] == check(preds, model, tok)
+
+    b = run_baselines(params, "on_topic", root)
+    preds = list(read_jsonl(root / "data/predictions/baselines/on_topic/untuned/chatterbot.jsonl", Prediction))
+    assert b["untuned"]["chatterbot"]["rationales_incomplete"] == check(preds, *load_rater(student))
+
+    run_analyse(params, root)
+    rows = list(csv.DictReader((root / "plots/analysis/entropy_by_block.csv").open()))
+    items = list(read_jsonl(root / "data/splits/chatterbot/on_topic/validation.jsonl", Example))[:2]
+    for v in ("assessment", "none"):
+        model, tok = load_rater(cell.parents[2] / v / "seed_0" / "model", base=student)
+        lens = logit_lens(model, tok, items, max_length=params["train"]["max_length"], position="before")
+        (row,) = [r for r in rows if r["variant"] == v]
+        assert float(row["entropy"]) == pytest.approx(float(lens.entropy[0]), abs=2e-6)
+
+
+def test_the_stages_that_score_track_the_training_settings_scoring_reads():
+    """evaluate (and evaluate_ablation, its YAML merge), baselines and analyse rerun when the layout or the way
+    the base is loaded changes."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert stages["evaluate_ablation"]["params"] == stages["evaluate"]["params"]
+    for name in ("evaluate", "evaluate_ablation", "baselines", "analyse"):
+        params = stages[name].get("do", stages[name])["params"]
+        for key in ("train.max_length", "train.explanation_position", "train.method", "train.quantization"):
+            assert key in params or "train" in params, f"dvc.yaml stage {name}: params lack {key}"
 
 
 # --------------------------------------------------------------------------- the report, from synthetic outputs

@@ -21,7 +21,7 @@ from explainft.analysis.logit_lens import (  # noqa: E402
 )
 from explainft.encode import encode_example  # noqa: E402
 from explainft.records import Example, Turn  # noqa: E402
-from explainft.scoring import score_examples  # noqa: E402
+from explainft.scoring import score_examples, score_prefixes  # noqa: E402
 from explainft.targets import student_prompt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,6 +177,74 @@ def test_lens_through_a_peft_model_reads_the_adapted_model(tok):
         assert res.predicted[j] == target
         assert res.entropies[j, -1] == pytest.approx(own_entropy, abs=1e-5)
         assert res.ranks[j, -1] == 0
+
+
+def test_before_lens_reads_the_prefix_scoring_reads_prompt_rationale_and_cue(model, tok):
+    """Layout "before": the lens reads at the score position after the model's own rationale, as scoring does."""
+    res = logit_lens(model, tok, EXAMPLES, max_length=512, batch_size=2, position="before", generate_tokens=6)
+    prefixes, _ = score_prefixes(model, tok, EXAMPLES, max_length=512, position="before", generate_tokens=6)
+    scored = score_examples(model, tok, EXAMPLES, max_length=512, position="before", generate_tokens=6)
+    assert list(res.n_tokens) == [s.n_tokens for s in scored] == [p.encoded.score_index for p in prefixes]
+    after = logit_lens(model, tok, EXAMPLES, max_length=512, batch_size=2)
+    assert all(b > a for a, b in zip(after.n_tokens, res.n_tokens))  # the rationale is in the prefix
+    for j, (ex, p) in enumerate(zip(EXAMPLES, prefixes)):
+        row = p.encoded.input_ids[: p.encoded.score_index]
+        text = tok.decode(row, skip_special_tokens=True)
+        assert text.endswith(f"Explanation: {p.rationale}\nScore:") and p.rationale  # hand-checked layout
+        with torch.no_grad():
+            own = model(input_ids=torch.tensor([row])).logits[0, -1].double()
+        lp = torch.log_softmax(own, -1)
+        assert res.entropies[j, -1] == pytest.approx(float(-(lp.exp() * lp).sum()), abs=1e-5)
+        assert res.predicted[j] == int(own.argmax()) and res.ranks[j, -1] == 0
+
+
+# --------------------------------------------------------------------------- half precision
+
+
+@pytest.fixture(scope="module")
+def bf16_model(tok):
+    return tiny_model(tok).to(torch.bfloat16)
+
+
+def own_entropy(model, tok, ex: Example) -> float:
+    e = encode_example(tok, ex.with_target("none", ""), 512)
+    with torch.no_grad():
+        lp = torch.log_softmax(model(input_ids=torch.tensor([e.input_ids[: e.score_index]])).logits[0, -1].double(), -1)
+    return float(-(lp.exp() * lp).sum())
+
+
+def test_bf16_lens_runs_and_its_last_block_is_the_models_own_distribution(bf16_model, tok):
+    res = logit_lens(bf16_model, tok, EXAMPLES, max_length=512, batch_size=4)
+    for j, ex in enumerate(EXAMPLES):
+        assert res.entropies[j, -1] == pytest.approx(own_entropy(bf16_model, tok, ex), rel=3e-2)
+
+
+def scale_logits(model, factor: float):
+    """A forward hook that scales the model's own output logits (what a different bf16 kernel could do)."""
+
+    def hook(module, args, output):
+        output.logits = output.logits * factor
+        return output
+
+    return model.register_forward_hook(hook)
+
+
+def test_bf16_tolerance_is_the_compute_dtypes(bf16_model, tok, model):
+    # a bf16-sized difference (1e-2 relative) between the lens and the model's own logits passes in bf16 ...
+    handle = scale_logits(bf16_model, 1.01)
+    try:
+        res = logit_lens(bf16_model, tok, EXAMPLES, max_length=512, batch_size=4)
+    finally:
+        handle.remove()
+    assert res.ranks[:, -1].tolist() == [0] * len(EXAMPLES)
+    # ... but a large one still fails, in bf16, and the same 1e-2 fails in fp32 (tolerance 1e-3)
+    for m, factor in ((bf16_model, 1.5), (model, 1.01)):
+        handle = scale_logits(m, factor)
+        try:
+            with pytest.raises(LensError, match="does not reproduce the model's own logits"):
+                logit_lens(m, tok, EXAMPLES, max_length=512, batch_size=4)
+        finally:
+            handle.remove()
 
 
 def test_empty_input_and_bad_batch_size(model, tok):

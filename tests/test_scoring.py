@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -240,6 +241,38 @@ def test_fallback_when_the_head_trick_does_not_reproduce_the_logits(bytelevel, m
         assert a.probs == pytest.approx(b.probs, abs=1e-5) and a.argmax == b.argmax
 
 
+def test_the_head_check_has_the_tolerance_of_the_compute_dtype(bytelevel):
+    """A bf16 model whose family returns float32 logits (upcast): its head check still has bf16's tolerance."""
+    import warnings
+
+    _, tok = bytelevel
+    model = tiny_model(tok).to(torch.bfloat16)
+    exs = examples(4)
+
+    def upcast(factor: float):
+        def hook(module, args, output):
+            output.logits = output.logits.float() * factor  # float32, off by a bf16-sized (or a large) amount
+            return output
+
+        return model.register_forward_hook(hook)
+
+    plain = score_examples(model, tok, exs, max_length=512, batch_size=4)
+    handle = upcast(1.01)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # no fallback to one example per pass
+            batched = score_examples(model, tok, exs, max_length=512, batch_size=4)
+    finally:
+        handle.remove()
+    assert flat(batched) == flat(plain)  # read through the head, as without the hook
+    handle = upcast(1.5)
+    try:
+        with pytest.warns(RuntimeWarning, match="one unpadded example per forward pass"):
+            score_examples(model, tok, exs, max_length=512, batch_size=4)
+    finally:
+        handle.remove()
+
+
 def test_training_mode_is_restored(bytelevel):
     model, tok = bytelevel
     model.train()
@@ -248,6 +281,155 @@ def test_training_mode_is_restored(bytelevel):
     model.eval()
     score_examples(model, tok, examples(2), max_length=512)
     assert not model.training
+
+
+# --------------------------------------------------------------------------- layout "before": rationale, then score
+
+
+LABELS = (1, 2, 3, 4, 5)
+
+
+def greedy_by_hand(model, tok, ids: list[int], budget: int) -> list[int]:
+    """Greedy decoding, one full unpadded forward pass per token, until "\nScore:", EOS or the budget."""
+    new: list[int] = []
+    with torch.no_grad():
+        for _ in range(budget):
+            nxt = int(model(input_ids=torch.tensor([ids + new])).logits[0, -1].argmax())
+            if nxt == tok.eos_token_id:
+                break
+            new.append(nxt)
+            if "\nScore:" in tok.decode(new, skip_special_tokens=True):
+                break
+    return new
+
+
+def before_by_hand(model, tok, ex: Example, budget: int):
+    """Layout "before" the slow, obvious way: the prompt ending "Explanation:" tokenised alone, greedy decoding
+    with one full unpadded forward pass per token, the rationale cut at "\nScore:", then the prefix
+    ``prompt + " <rationale>\nScore:"`` (the tokens of that text with " k" after it, less the digit) read once.
+    Returns (rationale, complete, prefix ids, the five renormalised probabilities)."""
+    prompt = student_prompt(ex)[: -len("Score:")] + "Explanation:"
+    new = greedy_by_hand(model, tok, tok(prompt)["input_ids"], budget)
+    with torch.no_grad():
+        text = tok.decode(new, skip_special_tokens=True)
+        complete = "\nScore:" in text
+        rationale = text.split("\nScore:")[0].strip()
+        head = prompt + (f" {rationale}" if rationale else "") + "\nScore:"
+        full = [tok(head + f" {k}")["input_ids"] for k in LABELS]
+        prefix = full[0][:-1]
+        assert all(f[:-1] == prefix for f in full)
+        logits = model(input_ids=torch.tensor([prefix])).logits[0, -1].double()
+    five = torch.softmax(logits, -1)[[f[-1] for f in full]]
+    return rationale, complete, prefix, (five / five.sum()).tolist()
+
+
+def before_model(tok, explanations: dict[int, str], steps: int = 80):
+    """A tiny model taught layout "before" on ``examples(5)``: the rationale ``explanations[label]``, then the
+    score (so greedy decoding reaches "\nScore:")."""
+    from explainft.encode import collate, pad_id_for
+
+    model = tiny_model(tok, seed=2)
+    enc = [
+        encode_example(tok, e.with_target("assessment", explanations[e.label]), 512, position="before")
+        for e in examples(5)
+    ]
+    batch = collate(enc, pad_id_for(tok))
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+TAUGHT = {1: "It ignores the question.", 2: "Off topic.", 3: "Partly.", 4: "It answers.", 5: "It answers it well."}
+
+
+@pytest.fixture(scope="module")
+def taught(bytelevel):
+    _, tok = bytelevel
+    return before_model(tok, TAUGHT), tok
+
+
+def test_before_scores_after_the_models_own_rationale(taught):
+    model, tok = taught
+    exs = examples(5)
+    scored = score_examples(model, tok, exs, max_length=512, position="before", generate_tokens=32, batch_size=2)
+    assert [s.rationale for s in scored] == [TAUGHT[e.label] for e in exs]  # it learned to write them
+    assert all(s.rationale_complete for s in scored)
+    for s, ex in zip(scored, exs):
+        rationale, complete, prefix, probs = before_by_hand(model, tok, ex, 32)
+        assert (s.rationale, s.rationale_complete) == (rationale, complete)
+        assert s.n_tokens == len(prefix) and not s.truncated
+        assert s.probs == pytest.approx(probs, abs=1e-5)
+        assert s.argmax == ex.label  # and the score it was taught after it
+    # the "after" reading of the same model is another prefix, so another distribution
+    after = score_examples(model, tok, exs, max_length=512)
+    assert all(a.rationale is None and a.rationale_complete for a in after)
+    assert [a.n_tokens for a in after] != [s.n_tokens for s in scored]
+
+
+def test_before_a_rationale_cut_by_the_budget_is_scored_and_flagged(taught):
+    model, tok = taught
+    exs = examples(5)
+    scored = score_examples(model, tok, exs, max_length=512, position="before", generate_tokens=2)
+    assert not any(s.rationale_complete for s in scored)
+    for s, ex in zip(scored, exs):
+        rationale, complete, prefix, probs = before_by_hand(model, tok, ex, 2)
+        assert not complete and s.rationale == rationale and TAUGHT[ex.label].startswith(rationale)
+        assert tok.decode(prefix).endswith(f"Explanation: {rationale}\nScore:")  # the cut rationale, then the cue
+        assert s.n_tokens == len(prefix) and s.probs == pytest.approx(probs, abs=1e-5)
+
+
+@pytest.mark.parametrize("fixture", ["bytelevel", "sentencepiece_like"])
+def test_before_on_an_untrained_model_matches_generate_then_forward_by_hand(fixture, request):
+    model, tok = request.getfixturevalue(fixture)
+    exs = examples(4)
+    one = score_examples(model, tok, exs, max_length=512, position="before", generate_tokens=10, batch_size=1)
+    three = score_examples(model, tok, exs, max_length=512, position="before", generate_tokens=10, batch_size=3)
+    for a, b, ex in zip(one, three, exs):
+        rationale, complete, prefix, probs = before_by_hand(model, tok, ex, 10)
+        assert a.rationale == b.rationale == rationale and a.rationale_complete == b.rationale_complete == complete
+        assert a.n_tokens == b.n_tokens == len(prefix)
+        assert a.probs == pytest.approx(probs, abs=1e-5) and b.probs == pytest.approx(probs, abs=1e-5)
+
+
+def test_before_truncates_the_conversation_as_training_does(taught):
+    model, tok = taught
+    long = example(40, label=4)
+    (s,) = score_examples(model, tok, [long], max_length=4096, position="before", generate_tokens=32)
+    full = encode_example(tok, long.with_target("x", s.rationale), 4096, position="before")
+    short = len(full) - 30
+    (t,) = score_examples(model, tok, [long], max_length=short, position="before", generate_tokens=32)
+    enc = encode_example(tok, long.with_target("x", t.rationale), short, position="before")
+    assert t.truncated and t.n_tokens == enc.score_index < full.score_index
+
+
+def test_before_a_rationale_too_long_for_max_length_is_cut_to_fit_and_flagged(bytelevel):
+    """Training shortens the conversation, never the explanation: a rationale that does not fit max_length even
+    with the shortest conversation is cut to its longest start that does."""
+    model, tok = bytelevel
+    ex = example(0)
+    room = len(encode_example(tok, ex.with_target("none", ""), 512, position="before")) + 4
+    (s,) = score_examples(model, tok, [ex], max_length=room, position="before", generate_tokens=40)
+    prompt = student_prompt(ex)[: -len("Score:")] + "Explanation:"
+    new = greedy_by_hand(model, tok, tok(prompt)["input_ids"], 40)
+
+    def fits(n: int) -> bool:
+        try:
+            encode_example(tok, ex.with_target("x", tok.decode(new[:n]).strip()), room, position="before")
+        except EncodeError:
+            return False
+        return True
+
+    assert not fits(len(new))  # the whole rationale does not fit, even with the conversation cut
+    n = max(k for k in range(len(new) + 1) if fits(k))
+    assert 0 < n < len(new) and s.rationale == tok.decode(new[:n]).strip() and not s.rationale_complete
+    enc = encode_example(tok, ex.with_target("x", s.rationale), room, position="before")
+    assert s.n_tokens == enc.score_index and s.truncated and len(enc) <= room
 
 
 # --------------------------------------------------------------------------- errors
@@ -264,8 +446,8 @@ def test_errors_name_the_set_the_id_and_the_layout(bytelevel):
         score_examples(model, tok, mixed, max_length=512)
     with pytest.raises(ScoringError, match="'d/0' occurs twice"):
         score_examples(model, tok, [example(0), example(0)], max_length=512)
-    with pytest.raises(ScoringError, match="position 'before'.*one forward pass"):
-        score_examples(model, tok, examples(2), max_length=512, position="before")
+    with pytest.raises(ValueError, match="generate_tokens"):
+        score_examples(model, tok, examples(2), max_length=512, position="before", generate_tokens=0)
     with pytest.raises(ValueError, match="unknown explanation position"):
         score_examples(model, tok, examples(2), max_length=512, position="middle")
     with pytest.raises(ValueError, match="batch_size"):
@@ -426,3 +608,30 @@ def test_rate_cli_errors(rater_dirs, tmp_path):
         cli, ["rate", str(tmp_path / "none"), str(good), str(tmp_path / "o.jsonl"), "--dimension", "on_topic"]
     )
     assert res.exit_code == 1 and "rate: rater" in res.output and "no such folder" in res.output
+
+
+def test_rate_scores_in_the_layout_the_fine_tune_recorded(rater_dirs, tmp_path, monkeypatch):
+    """`explainft rate` on a model trained with position "before" scores after its own rationale (metrics.json's
+    training config), not with the "after" prompt; --position overrides; a broken record is an error."""
+    import explainft.cli as cli_module
+
+    root, student, _, _ = rater_dirs
+    inp = tmp_path / "chats.jsonl"
+    write_jsonl(inp, conversations(2))
+    model = tmp_path / "model"
+    shutil.copytree(student, model)
+    seen: list[str] = []
+    real = cli_module.score_examples
+    monkeypatch.setattr(cli_module, "score_examples", lambda *a, **kw: seen.append(kw["position"]) or real(*a, **kw))
+    monkeypatch.chdir(root)
+    runner = CliRunner()
+    args = ["rate", str(model), str(inp), str(tmp_path / "o.jsonl"), "--dimension", "on_topic"]
+    assert runner.invoke(cli, args).exit_code == 0  # no record: after
+    (model / "metrics.json").write_text(json.dumps({"config": {"explanation_position": "before"}}))
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert runner.invoke(cli, [*args, "--position", "after"]).exit_code == 0
+    assert seen == ["after", "before", "after"]
+    (model / "metrics.json").write_text(json.dumps({"config": {}}))
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 1 and "explanation_position" in res.output and "metrics.json" in res.output

@@ -169,25 +169,30 @@ def test_a_local_teacher_s_seconds_go_to_timings_and_its_counters_to_the_metrics
 def test_a_folder_student_is_recorded_relative_or_as_written_never_as_this_host_s_path(tmp_path, monkeypatch):
     """metrics/student.json and models/student/STUDENT.json are DVC outputs: a student folder inside the project
     is recorded relative to it, one outside as params names it (``~`` unexpanded), a Hub id as it is."""
-    from test_training_stages import make_project
+    from test_training_stages import SHA, hub, make_project
 
     from explainft.stages.student import run as run_student
+    from explainft.students import content_revision
 
     root = tmp_path / "proj"
     root.mkdir()
     params = make_project(root)
     (root / "base").mkdir()
+    (root / "base" / "config.json").write_text("{}")
     home = tmp_path / "home"
     (home / "models" / "m").mkdir(parents=True)
+    (home / "models" / "m" / "config.json").write_text('{"m": 1}')
     monkeypatch.setenv("HOME", str(home))
-    for spec, recorded in (
-        ("base", "base"),
-        (str(root / "base"), "base"),
-        ("~/models/m", "~/models/m"),
-        ("mistralai/Mistral-7B-v0.1", "mistralai/Mistral-7B-v0.1"),
+    hub(monkeypatch)  # the Hub's answer for the Hub id (no network)
+    for spec, recorded, revision in (
+        ("base", "base", content_revision(root / "base")),
+        (str(root / "base"), "base", content_revision(root / "base")),
+        ("~/models/m", "~/models/m", content_revision(home / "models" / "m")),
+        ("mistralai/Mistral-7B-v0.1", "mistralai/Mistral-7B-v0.1", SHA),
     ):
         params["train"]["student"] = spec
         m = run_student(params, root)
-        assert m == {"student": spec, "source": recorded}
-        assert json.loads((root / "models/student/STUDENT.json").read_text()) == {"student": spec, "source": recorded}
+        assert m == {"student": spec, "source": recorded, "revision": revision}
+        marker = {"student": spec, "source": recorded, "revision": revision}
+        assert json.loads((root / "models/student/STUDENT.json").read_text()) == marker
         assert json.loads((root / "metrics/student.json").read_text()) == m

@@ -736,3 +736,42 @@ def test_a_batch_mixing_soft_and_hard_items_is_an_error(tiny_dir):
         collator([soft[0], hard[1]])
     with pytest.raises(ValueError, match="1 score-weight rows for 2 examples"):
         Dataset(enc, split="train", score_weights=[two_hot(1.0)])
+
+
+# --------------------------------------------------------------------------- mixed precision
+
+
+@pytest.mark.parametrize(
+    "dtype, device, flags",
+    [
+        ("bfloat16", "cuda:0", {"bf16": True, "fp16": False, "use_cpu": False}),
+        ("float16", "cuda:0", {"bf16": False, "fp16": True, "use_cpu": False}),  # V100/T4: fp16 + loss scaling
+        ("float32", "cpu", {"bf16": False, "fp16": False, "use_cpu": True}),
+    ],
+)
+def test_training_arguments_autocast_in_the_loading_s_compute_dtype(tmp_path, dtype, device, flags):
+    from explainft.students import Loading
+    from explainft.train import training_arguments, training_kwargs
+
+    loading = Loading("full", "none", dtype, device)
+    kw = training_kwargs(cfg(), tmp_path, n_eval=1, loading=loading)
+    assert {k: kw[k] for k in flags} == flags
+    if device == "cpu":  # (TrainingArguments refuses bf16/fp16 on a machine without CUDA: built on the CPU only)
+        args = training_arguments(cfg(), tmp_path, n_eval=1, loading=loading)
+        assert (args.bf16, args.fp16, args.use_cpu) == (False, False, True)
+
+
+def test_a_gpu_without_native_bf16_trains_in_fp16(tmp_path, monkeypatch):
+    """torch.cuda.is_bf16_supported() is True on a V100 (bf16 emulated, slowly): the capability decides."""
+    from explainft.train import training_kwargs
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    kw = training_kwargs(cfg(), tmp_path, n_eval=1)  # no loading given: this process's device and its dtype
+    assert (kw["fp16"], kw["bf16"], kw["use_cpu"]) == (True, False, False)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    kw = training_kwargs(cfg(), tmp_path, n_eval=1)
+    assert (kw["fp16"], kw["bf16"]) == (False, True)

@@ -19,6 +19,7 @@ from explainft.records import Example, Turn, write_jsonl  # noqa: E402
 from explainft.stages.finetune import run as run_finetune  # noqa: E402
 from explainft.stages.student import run as run_student  # noqa: E402
 from explainft.stages.student import student_texts  # noqa: E402
+from explainft.students import student_revision  # noqa: E402
 
 DIMS = ("naturalness", "comprehensiveness", "on_topic")
 GOOD = ("Paris is in France, on the Seine.", 5, "It answers the question directly.")
@@ -111,6 +112,15 @@ def test_student_then_finetune_writes_every_output(proj):
     saved = json.loads((root / "metrics/train/chatterbot/on_topic/assessment/seed_0.json").read_text())
     assert saved == s
     assert (cell / "model" / "model.safetensors").is_file()
+    # how the base was loaded, beside the model (the default: a full fine-tune in float32 on the CPU)
+    assert json.loads((cell / "model" / "LOADING.json").read_text()) == {
+        "method": "full",
+        "quantization": "none",
+        "compute_dtype": "float32",
+        "student": "tiny",
+        "revision": None,
+    }
+    assert (s["quantization"], s["compute_dtype"]) == ("none", "float32")
     assert json.loads((cell / "checkpoints" / "RUN.json").read_text())["config"]["epochs"] == 1
     assert (root / "plots/train/chatterbot/on_topic/assessment/seed_0/plots/metrics/eval/validation/loss.tsv").is_file()
 
@@ -161,12 +171,140 @@ def test_bad_input_fails_before_training_naming_the_param(proj):
         run_finetune(swapped, "chatterbot", "on_topic", "none", 0, root)
 
 
-def test_a_hub_student_gets_a_marker_only(proj):
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def hub(monkeypatch) -> list[tuple[str, str]]:
+    """The Hub's model_info answered here (no network): every revision of every model is commit SHA."""
+    from huggingface_hub import HfApi
+
+    asked: list[tuple[str, str]] = []
+
+    class Info:
+        sha = SHA
+
+    def model_info(self, repo_id, revision=None, **kw):
+        asked.append((repo_id, revision))
+        return Info()
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(HfApi, "model_info", model_info)
+    return asked
+
+
+def test_a_hub_student_gets_a_marker_only(proj, monkeypatch):
     root, params = proj
+    asked = hub(monkeypatch)
     params["train"]["student"] = "mistralai/Mistral-7B-v0.1"
     m = run_student(params, root)
     assert m["source"] == "mistralai/Mistral-7B-v0.1"
     assert sorted(p.name for p in (root / "models/student").iterdir()) == ["STUDENT.json"]
+    # the commit main is now, pinned in the marker (a DVC output: dvc.lock records it)
+    marker = json.loads((root / "models/student/STUDENT.json").read_text())
+    assert marker == {"student": "mistralai/Mistral-7B-v0.1", "source": "mistralai/Mistral-7B-v0.1", "revision": SHA}
+    assert asked == [("mistralai/Mistral-7B-v0.1", "main")] and student_revision(root) == SHA
+    params["train"]["student_revision"] = "v0.1"  # a tag: resolved to its commit
+    run_student(params, root)
+    assert asked[-1] == ("mistralai/Mistral-7B-v0.1", "v0.1")
+
+
+def test_a_hub_student_offline_without_a_commit_is_a_clear_error(proj, monkeypatch):
+    root, params = proj
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    params["train"]["student"] = "mistralai/Mistral-7B-v0.1"
+    with pytest.raises(ConfigError) as e:
+        run_student(params, root)
+    assert e.value.key == "train.student_revision" and "HF_HUB_OFFLINE=1" in str(e.value)
+    params["train"]["student_revision"] = SHA  # a commit pins itself: nothing to ask the Hub
+    run_student(params, root)
+    assert student_revision(root) == SHA
+
+
+def test_a_folder_student_is_pinned_by_its_content(proj):
+    import shutil
+
+    root, params = proj
+    run_student(params, root)  # the tiny student, copied out as a plain folder student
+    folder = root / "inputs" / "mine"
+    shutil.copytree(root / "models" / "student", folder)
+    (folder / "STUDENT.json").unlink()
+    params["train"]["student"] = "inputs/mine"
+    m = run_student(params, root)
+    first = json.loads((root / "models/student/STUDENT.json").read_text())
+    assert first["revision"].startswith("sha256:") and m["revision"] == first["revision"]
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    run_student(params, root)
+    assert json.loads((root / "models/student/STUDENT.json").read_text())["revision"] != first["revision"]
+    params["train"]["student_revision"] = SHA
+    with pytest.raises(ConfigError) as e:
+        run_student(params, root)
+    assert e.value.key == "train.student_revision" and "local folder" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [("", "must be null or a revision"), (7, "must be null or a revision"), ("a b", "must be null or a revision")],
+)
+def test_student_revision_param_is_checked(proj, value, message):
+    from explainft.config import finetune_config
+
+    _, params = proj
+    params["train"].update(student="owner/model", student_revision=value)
+    with pytest.raises(ConfigError, match=message) as e:
+        finetune_config(params)
+    assert e.value.key == "train.student_revision"
+    params["train"].update(student="tiny", student_revision=SHA)
+    with pytest.raises(ConfigError, match="tiny is built by the student stage") as e:
+        finetune_config(params)
+    params["train"].update(student="owner/model", student_revision=SHA)
+    assert finetune_config(params).student_revision == SHA
+    params["train"]["student_revision"] = None
+    assert finetune_config(params).student_revision is None
+
+
+def test_a_qlora_cell_is_evaluated_and_its_baseline_taken_on_the_nf4_base(proj, monkeypatch):
+    """train.quantization nf4 + LoRA: the fine-tune records the NF4 base beside the adapter, and evaluation and the
+    untuned baseline load that base (before: a float32 base, i.e. another model than the one trained)."""
+    import bitsandbytes as bnb
+
+    import explainft.stages.baselines as baselines
+    import explainft.stages.evaluate as evaluate
+
+    root, params = proj
+    # (bitsandbytes' CPU inference kernel fails on a 16-wide projection: the widths of tests/test_students.py)
+    params["student"]["tiny"].update(hidden=64, heads=4, kv_heads=2, intermediate=128)
+    run_student(params, root)
+    params["train"].update(method="lora", quantization="nf4", lora={"r": 4, "alpha": 8})
+    s = run_finetune(params, "chatterbot", "on_topic", "assessment", 0, root)
+    assert (s["quantization"], s["compute_dtype"]) == ("nf4", "float32")
+    model_dir = finetune_dir(root, "chatterbot", "on_topic", "assessment", 0) / "model"
+    assert json.loads((model_dir / "LOADING.json").read_text()) == {
+        "method": "lora",
+        "quantization": "nf4",
+        "compute_dtype": "float32",
+        "student": "tiny",
+        "revision": None,
+    }
+    loaded = []
+
+    def spy(real):
+        def load(*a, **k):
+            model, tok = real(*a, **k)
+            loaded.append(model)
+            return model, tok
+
+        return load
+
+    monkeypatch.setattr(evaluate, "load_rater", spy(evaluate.load_rater))
+    monkeypatch.setattr(baselines, "load_rater", spy(baselines.load_rater))
+    evaluate.run(params, "chatterbot", "on_topic", "assessment", 0, root)
+    baselines.run(params, "on_topic", root)
+    rater, untuned = loaded
+    assert isinstance(rater.get_base_model().model.layers[0].self_attn.q_proj.base_layer, bnb.nn.Linear4bit)
+    assert isinstance(untuned.model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit)
 
 
 @pytest.mark.slow

@@ -10,9 +10,10 @@ import click
 from . import artifacts, codedeps, plots
 from .cli_util import run_stage
 from .config import load_params
+from .config.train import POSITIONS
 from .datasets import REGISTRY
 from .records import DIMENSIONS, Conversation, read_jsonl, write_jsonl
-from .scoring import ScoringError, example_for, load_rater, predictions, score_examples
+from .scoring import ScoringError, example_for, load_rater, predictions, score_examples, trained_position
 from .selection import parse_grid
 from .stages.check import check_profile
 from .stages.select import select
@@ -168,6 +169,12 @@ def prune_lock_cmd(root: str) -> None:
 )
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--model-name", default=None, help="the predictions' model field (default: MODEL_DIR as given)")
+@click.option(
+    "--position",
+    default=None,
+    type=click.Choice(POSITIONS),
+    help="the layout the rater was trained with (default: the one its metrics.json records, else after)",
+)
 def rate(
     model_dir: str,
     input_path: str,
@@ -177,6 +184,7 @@ def rate(
     max_length: int,
     batch_size: int,
     model_name: str | None,
+    position: str | None,
 ) -> None:
     """Rate the last assistant turn of each conversation in INPUT.jsonl with a rater in MODEL_DIR.
 
@@ -194,9 +202,17 @@ def rate(
         examples = [example_for(c, dimension) for c in read_jsonl(input_path, Conversation)]
         if not examples:  # before loading the model
             raise ScoringError(f"test set {test_set!r} is empty: {input_path} holds no conversations")
+        layout = position or trained_position(Path(model_dir))
         model, tok = load_rater(model_dir, base=base)
         scored = score_examples(
-            model, tok, examples, max_length=max_length, batch_size=batch_size, test_set=test_set, progress=True
+            model,
+            tok,
+            examples,
+            max_length=max_length,
+            batch_size=batch_size,
+            position=layout,
+            test_set=test_set,
+            progress=True,
         )
         name = model_name or Path(model_dir).as_posix()
         n = write_jsonl(output_path, predictions(examples, scored, name, test_set, with_target=False))

@@ -776,3 +776,18 @@ def load_rater(
         model.to(dev)
     model.eval()
     return model, tok
+
+
+def trained_position(model_dir: Path) -> str:
+    """The explanation position a fine-tune's ``model/`` folder was trained with (its ``metrics.json`` records the
+    training config); ``after`` for a folder without one (an untuned student). An unreadable record is an error."""
+    path = Path(model_dir) / "metrics.json"
+    if not path.is_file():
+        return "after"
+    try:
+        position = json.loads(path.read_text(encoding="utf-8"))["config"]["explanation_position"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ScoringError(f"{path}: cannot read the training config's explanation_position ({e!r})") from None
+    if position not in POSITIONS:
+        raise ScoringError(f"{path}: explanation_position {position!r} is not one of {', '.join(POSITIONS)}")
+    return position
