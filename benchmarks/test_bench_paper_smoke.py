@@ -1,7 +1,7 @@
 """The paper-smoke run's wall time (target: under 8 minutes on two cores; tests/test_paper_smoke.py runs it in CI).
 
 paper_smoke: ``dvc repro`` of configs/paper-smoke.yaml in a fresh throwaway project (the six datasets from the
-fixtures, the scripted teachers' server, the tiny NF4 student: 44 stages), one round. Against the same project's
+fixtures, the scripted teachers' server, the tiny NF4 student: 40 stages), one round. Against the same project's
 second ``dvc repro`` in the same run, with nothing changed (every stage checked and skipped): the ratio is what the
 stages' work costs over DVC's own bookkeeping of the same graph. The per-stage seconds (from the start and end of
 each stage in the log) are printed and written to ``.benchmarks/paper_smoke.json``.
