@@ -17,51 +17,9 @@ from explainft.stages import download, prepare
 
 SMOKE = FIXTURES / "paper_smoke"
 
-# The `sources:` block a paper-smoke profile uses (paths relative to the repository root, like every
-# `from: local` path under DVC); the options are configs/paper.yaml's.
-SOURCES_YAML = """
-chatbot_arena:
-  fetch:
-    from: local
-    path: tests/fixtures/paper_smoke/chatbot_arena
-    patterns: [data/train-00000-of-00001-cced8514c7ed782a.parquet]
-  options: {sides: both, language: English, drop_flagged: false, multi_turn: keep, consecutive_roles: merge}
-hh_rlhf_chosen:
-  fetch:
-    from: local
-    path: tests/fixtures/paper_smoke/hh_rlhf
-    patterns: [harmless-base/train.jsonl.gz, helpful-base/train.jsonl.gz, helpful-online/train.jsonl.gz,
-               helpful-rejection-sampled/train.jsonl.gz]
-  options: {consecutive_roles: merge, empty_final_response: drop}
-hh_rlhf_rejected:
-  fetch:
-    from: local
-    path: tests/fixtures/paper_smoke/hh_rlhf
-    patterns: [harmless-base/train.jsonl.gz, helpful-base/train.jsonl.gz, helpful-online/train.jsonl.gz,
-               helpful-rejection-sampled/train.jsonl.gz]
-  options: {consecutive_roles: merge, empty_final_response: drop}
-amazonqa:
-  fetch:
-    from: local
-    path: tests/fixtures/paper_smoke/amazonqa
-    patterns: [train-qar.jsonl, val-qar.jsonl]
-  options: {answer: most_helpful, context: snippets, splits: [train, val]}
-coqa:
-  fetch:
-    from: local
-    path: tests/fixtures/paper_smoke/coqa
-    patterns: ["data/train-*.parquet", "data/validation-*.parquet"]
-  options: {items: prefixes, max_turns: null, splits: null}
-cornell_movie_dialogs:
-  fetch:
-    from: local
-    path: tests/fixtures/paper_smoke/cornell_movie_dialogs
-    patterns: ["cornell movie-dialogs corpus/movie_lines.txt", "cornell movie-dialogs corpus/movie_conversations.txt",
-               "cornell movie-dialogs corpus/movie_titles_metadata.txt",
-               "cornell movie-dialogs corpus/movie_characters_metadata.txt"]
-  options: {encoding: iso-8859-1, empty_lines: drop, consecutive_roles: merge, min_lines: 2}
-"""
-SOURCES = yaml.safe_load(SOURCES_YAML)
+# The fixtures as configs/paper-smoke.yaml reads them (paths relative to the repository root, like every
+# `from: local` path under DVC); its options are configs/paper.yaml's.
+SOURCES = yaml.safe_load((ROOT / "configs" / "paper-smoke.yaml").read_text())["sources"]
 COQA_FINAL = {**SOURCES["coqa"]["options"], "items": "final"}
 
 # (dataset, options, conversations, source records, skipped, dropped)
