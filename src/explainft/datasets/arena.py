@@ -168,7 +168,7 @@ def _build_row(obj: Any, source: dict[str, Any], options: dict[str, Any], ctx: L
     parsed: list[tuple[str, list[Turn] | str]] = []
     for side in sides:
         try:
-            parsed.append((side, _parse_side(obj[f"conversation_{side}"], f"conversation_{side}")))
+            parsed.append((side, parse_side(obj[f"conversation_{side}"], f"conversation_{side}")))
         except RecordError as e:
             e.record = e.record or f"{ctx.dataset}/{qid}/{side}"
             raise
@@ -219,7 +219,7 @@ def _check_columns(obj: dict) -> dict[str, Any]:
     return out
 
 
-def _parse_side(messages: list | None, name: str) -> list[Turn] | str:
+def parse_side(messages: list | None, name: str) -> list[Turn] | str:
     """The turns of one side, or the ``dropped`` reason of the empty-side policy."""
     if not messages:
         return "empty_conversation"
