@@ -11,18 +11,22 @@ them). The measures come from :mod:`.evidence`; the weights ``s_*``, ``c_w``
 profile (:mod:`.profiles`).
 
 naturalness
-    ``q = (1 - s_rep p_rep)(1 - s_script p_script)(1 - s_trunc t)
-    (1 - s_len p_len)(1 - p_inj)``.
+    ``q = (1 - s_rep p_rep)(1 - s_script p_script)(1 - s_trunc t)(1 - s_trunc p_start)
+    (1 - 0.3 p_copy)(1 - s_len p_len)(1 - p_inj)``.
 
 comprehensiveness
     ``need`` (content words a full answer has, by request type) times the
-    profile's ``need_mult``; ``adequacy = min(1, n_eff / need) ** 0.6``.
+    profile's ``need_mult``; ``adequacy = min(1, n_eff / need) ** 0.6 (1 - h + h depth)`` with headroom
+    ``h`` = 0.3 for open requests and reported problems, 0.15 for wh-questions, else 0: requests that
+    invite detail keep rewarding it, slowly.
     The weight ``c_w`` of the coverage ``cov`` halves for wh-questions (a
-    factual answer need not repeat the question).
+    factual answer need not repeat the question), and shrinks with depth, ``c_w (1 - depth)``: a
+    substantive answer may cover the request in its own words.
     ``rel`` = on-topic quality below (before ``p_inj``): an answer to another
     question addresses none of this one.
     ``q = (c_w cov + (1 - c_w) adequacy) * min(1, 0.3 + 0.9 rel)
-    (1 - a_t t)(1 - a_v v)(1 - p_inj)``.
+    (1 - a_t t s)(1 - a_v v s)(1 - p_inj)(1 - 0.8 refusal)(1 - 0.5 p_copy)`` with ``s = 1 - depth / 2``:
+    a cut or a hedge costs what is missing, which is less once the answer has given much beyond the minimum.
 
 on_topic
     lexical: ``q_lex`` (:class:`~.evidence.Evidence`).
@@ -44,6 +48,13 @@ from .evidence import NEED, TYPE_WORDS, Evidence
 from .text import clip, quote, words
 from .wording import Notes, injection_note, join_terms
 
+# comprehensiveness: how much of the adequacy term is reserved for depth beyond the minimum, by request type;
+# the weight of a refusal and of verbatim copying
+HEADROOM = {"open": 0.3, "problem": 0.3, "wh": 0.15}
+A_REFUSAL = 0.8
+A_COPY = 0.5
+S_COPY = 0.3  # naturalness
+
 
 def naturalness(ev: Evidence, w: dict[str, float]) -> tuple[float, float, Notes]:
     """Repetition, stock phrasing, truncation, length out of proportion, and injections."""
@@ -52,6 +63,8 @@ def naturalness(ev: Evidence, w: dict[str, float]) -> tuple[float, float, Notes]
         w["s_rep"] * ev.p_rep,
         w["s_script"] * ev.p_script,
         w["s_trunc"] * ev.truncation,
+        w["s_trunc"] * ev.p_start,  # a cut at the start is a cut
+        S_COPY * ev.p_copy,  # long stretches pasted from the given text: not written for this exchange
         w["s_len"] * ev.p_len,
         p_inj,
     ]
@@ -69,11 +82,15 @@ def naturalness(ev: Evidence, w: dict[str, float]) -> tuple[float, float, Notes]
             )
         elif ev.rep_kind == "sentence":
             notes.add(
-                ev.p_rep, f'The sentence "{ph}" appears {k} times.', f'It repeats a whole sentence ("{ph}") {k} times.'
+                ev.p_rep,
+                f'The sentence "{ph}" appears {k} times.',
+                f'It repeats a whole sentence ("{ph}") {k} times.',
             )
         else:
             notes.add(
-                ev.p_rep, f'The wording "{ph}" recurs {k} times, which reads as padded.', f'It reuses "{ph}" {k} times.'
+                ev.p_rep,
+                f'The wording "{ph}" recurs {k} times, which reads as padded.',
+                f'It reuses "{ph}" {k} times.',
             )
     if ev.stock:
         quoted = ", ".join(f'"{quote(s, 55)}"' for s, _ in ev.stock[:2])
@@ -99,7 +116,21 @@ def naturalness(ev: Evidence, w: dict[str, float]) -> tuple[float, float, Notes]
             f'The last sentence is left hanging at "{tail}", as if cut off.',
         )
     elif ev.truncation >= 0.3:
-        notes.add(ev.truncation * 0.6, "It ends without final punctuation, which reads slightly unfinished.")
+        notes.add(
+            ev.truncation * 0.6,
+            "It ends without final punctuation, which reads slightly unfinished.",
+        )
+    if ev.p_start > 0:
+        notes.add(
+            ev.p_start * 0.6,
+            "It starts mid-sentence, as if its beginning were missing.",
+            "The opening picks up in the middle of a sentence.",
+        )
+    if ev.p_copy > 0:
+        notes.add(
+            S_COPY * ev.p_copy,
+            f"Much of it ({round(100 * ev.copy)}% of its phrases) is pasted word for word from the given text.",
+        )
     if ev.p_len > 0:
         n_r, n_u = ev.n_resp_words, ev.n_user_words
         notes.add(
@@ -116,8 +147,12 @@ def naturalness(ev: Evidence, w: dict[str, float]) -> tuple[float, float, Notes]
             f"Nothing in it sounds scripted or mechanical; it reads as a natural reply{end}.",
         )
     elif notes.top() < 0.15:
-        notes.add(0.0, "Otherwise it reads naturally.", "Apart from that the wording is conversational.")
-    strong = max(ev.p_rep, ev.p_script, ev.truncation, p_inj)
+        notes.add(
+            0.0,
+            "Otherwise it reads naturally.",
+            "Apart from that the wording is conversational.",
+        )
+    strong = max(ev.p_rep, ev.p_script, ev.truncation, ev.p_start, p_inj)
     strength = 1.0 if strong >= 0.5 else 0.8 if strong < 0.05 else 0.35 + 0.6 * strong
     return q, strength, notes
 
@@ -133,15 +168,23 @@ def relevance(ev: Evidence, w: dict[str, float], sim: float | None) -> float:
 def comprehensiveness(ev: Evidence, w: dict[str, float], rel: float) -> tuple[float, float, Notes]:
     """Enough substance for the request type, coverage of its terms, gated by relevance ``rel``."""
     need = NEED[ev.request_type] * w["need_mult"]
+    # enough for the request type, and for requests that invite detail, room to grow beyond it
     adequacy = min(1.0, ev.n_eff / need) ** 0.6
+    head = HEADROOM.get(ev.request_type, 0.0)
+    adequacy *= 1 - head + head * ev.depth
     cov = ev.coverage if ev.request_type != "greeting" else None
     # a short factual answer need not repeat the question's words: coverage counts half there
     cov_w = w["cov_w"] * (0.5 if ev.request_type == "wh" else 1.0)
+    # a substantive answer may cover the request in its own words: coverage weighs less as depth grows
+    cov_w *= 1 - ev.depth
     base = adequacy if cov is None else cov_w * cov + (1 - cov_w) * adequacy
     p_inj = ev.p_inj
     # an answer to another question addresses none of this one: gate by relevance
     gate = min(1.0, 0.3 + 0.9 * rel)
-    q = base * gate * (1 - w["a_t"] * ev.truncation) * (1 - w["a_v"] * ev.vague) * (1 - p_inj)
+    # a cut or a hedge costs what is missing: less once the answer has given much beyond the minimum
+    spent = 1 - ev.depth / 2
+    q = base * gate * (1 - w["a_t"] * ev.truncation * spent) * (1 - w["a_v"] * ev.vague * spent) * (1 - p_inj)
+    q *= (1 - A_REFUSAL * ev.refusal) * (1 - A_COPY * ev.p_copy)
     notes = Notes()
     if ev.injections:
         notes.add(1.0, *injection_note(ev))
@@ -151,6 +194,18 @@ def comprehensiveness(ev: Evidence, w: dict[str, float], rel: float) -> tuple[fl
             0.3 + ev.vague,
             f"It is a vague non-answer ({quoted}) that gives no specifics.",
             f"Generic filler such as {quoted} stands in for actual content.",
+        )
+    if ev.refusal >= 0.4:
+        notes.add(
+            0.2 + 0.6 * ev.refusal,
+            "It declines to do what was asked, so the request goes unanswered.",
+            "It is a refusal rather than an answer to the request.",
+        )
+    if ev.p_copy > 0:
+        notes.add(
+            0.2 + 0.4 * ev.p_copy,
+            f"About {round(100 * ev.copy)}% of it is copied word for word from the text it was given.",
+            f"Much of it ({round(100 * ev.copy)}%) repeats the provided text verbatim instead of doing the task.",
         )
     if ev.truncation >= 0.5:
         tail = quote(ev.trunc_tail, 40)
@@ -277,7 +332,10 @@ def on_topic(ev: Evidence, w: dict[str, float], sim: float | None) -> tuple[floa
             "It stays generic: it acknowledges the message but never gets to what was asked.",
         )
     elif not ev.core:
-        notes.add(0.9, "Apart from boilerplate it says nothing, so it does not address the request at all.")
+        notes.add(
+            0.9,
+            "Apart from boilerplate it says nothing, so it does not address the request at all.",
+        )
     if ev.fit > 0:
         notes.add(
             0.2,
@@ -285,7 +343,10 @@ def on_topic(ev: Evidence, w: dict[str, float], sim: float | None) -> tuple[floa
             f"It has the right shape of reply: {ev.fit_reason}.",
         )
     if ev.person and not ev.shared:
-        notes.add(0.12, "It keeps to the exchange, answering in the person the user addressed.")
+        notes.add(
+            0.12,
+            "It keeps to the exchange, answering in the person the user addressed.",
+        )
     if e is not None:
         agree = (e >= 0.5) == (ev.q_lex >= 0.5)
         strength = min(1.0, abs(e - 0.5) * 2) * 0.8 + (0.2 if agree else 0.0)

@@ -8,7 +8,12 @@ the context, finds the response's stock and vague phrases and its ``core``
 (:mod:`.dimensions`). Every ``p``, ``t``, ``v`` is in [0, 1]. Fenced code is
 left out of the style measures (code repeats itself and ends as it must).
 
-**truncation** ``t`` (shared): 0 when the response ends in ``.!?…)]"'*``, an
+**request** (shared): the last user turn; a long one (>= 80 words) that pastes a text and then asks about it
+is split (:func:`split_reference`): what follows the reference is the request, the reference counts as
+context. ``n_user`` (for ``p_len``) still counts the whole message.
+
+**truncation** ``t`` (shared): an emoji end counts as closed; a short last line of its own (<= 5 words: a
+signature, a score, a list item) 0.1; 0 when the response ends in ``.!?…)]"'*``, an
 emoticon, or a closed code fence; an unclosed fence 0.85; otherwise 0.85 when
 the last word is a dangling function word (``the``, ``of``, ``and``, ``with``
 …; not the "A" of "Vitamin A") or the text ends in ``, ; : -``; 0.45 when it
@@ -24,14 +29,21 @@ naturalness
     ``p_rep``: a phrase of n words repeated back to back k times, when its
     words are not all the same or k n >= 3 (not "ha ha", "bye bye"):
     ``min(0.85, 0.5 + 0.1 (k - 2) + 0.05 min(n - 2, 3))``; else the same
-    sentence (>= 3 words) twice: 0.6; else word trigrams with >= 2 content
-    words recurring (two of them, or one three times):
+    sentence (>= 3 words) twice: 0.6; else five-word phrases with >= 2 content
+    words recurring (two distinct phrases, overlapping windows of one longer phrase counting as one, or one
+    three times):
     ``min(0.3, 1.5 * repeated share)``.
+    Back-to-back repeats are looked for within a line and between markdown markers (a heading echoed by the
+    text under it is layout); the scattered kind counts recurring five-word phrases (a recurring name is the
+    topic, not padding).
     ``p_script = min(0.85, 1 - prod(1 - w))`` over stock phrases.
-    ``p_len``: for small talk, yes/no questions and statements, a reply of
+    ``p_start`` = 0.4 when the response starts mid-sentence (:func:`_mid_start`).
+    ``copy`` = share of the response's word 8-grams found verbatim in the earlier turns and context;
+    ``p_copy = clip((copy - 0.25) / 0.5)``, 0 when the request asks to extract or quote.
+    ``p_len``: for small talk and statements, a reply of
     ``n_r > 40`` prose words and ``n_r > 8 n_u``:
-    ``min(0.35, 0.1 + 0.15 log2(n_r / (8 n_u)))`` (other requests: 150 words
-    and 20x); a reply of <= 2 words to a message of >= 25 words: 0.15.
+    ``min(0.35, 0.1 + 0.15 log2(n_r / (8 n_u)))`` (a question or a task invites a long answer: none);
+    a reply of <= 2 words to a request of >= 25 words: 0.15.
 
 comprehensiveness
     request type (last user turn): greeting/small talk, open ("how do",
@@ -43,6 +55,15 @@ comprehensiveness
     ``cov`` = share of the request's content stems matched in the core (none
     for greetings or requests without content words).
     ``v = min(0.9, 1 - prod(1 - w))`` over vague phrases.
+    ``depth = 1 - sqrt(need / n_eff)`` when ``n_eff > need``, else 0: 0.5 at 4x need, 0.75 at 16x, still
+    growing beyond (no ceiling short of 1).
+    ``refusal`` (:func:`_refusal`): 0.9 for a refusal with little else, 0.4 when it goes on, 0.15 for an
+    "As an AI, I don't have …" disclaimer in front of an answer.
+    Open requests include imperative tasks: a sentence or clause (after ``, ; :``) that starts, after an
+    optional "ok/now/so/then/also/and", "can/could/would/will you" and "please", with a task verb in base
+    form (``TASK_VERBS``: "write", "extract", "rank", "fix", "replace", "pick", "classify", "translate" …),
+    so a multi-sentence instruction with one such sentence is open; also "what are some …", "give me …",
+    "I need …". "whats" (no apostrophe) counts as a wh-word.
 
 on_topic (lexical)
     ``grounded`` = share of the core's content stems that match the
@@ -71,8 +92,24 @@ from functools import lru_cache
 from typing import Iterable
 
 from ....records import Conversation
-from .phrases import STOCK_RE, VAGUE_RE, all_spans, find_spans, remove_spans, strip_injections
-from .text import SENTENCE_RE, STOPWORDS, clip, content_stems, content_words, quote, stems_match, words
+from .phrases import (
+    STOCK_RE,
+    VAGUE_RE,
+    all_spans,
+    find_spans,
+    remove_spans,
+    strip_injections,
+)
+from .text import (
+    SENTENCE_RE,
+    STOPWORDS,
+    clip,
+    content_stems,
+    content_words,
+    quote,
+    stems_match,
+    words,
+)
 
 # last words that leave a sentence hanging
 DANGLING = frozenset(
@@ -89,7 +126,24 @@ is are was were be been being am has have had will would can could should shall 
 more most any so than some whose which who ever just also
 """.split()
 )
-ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "jr", "sr", "st", "vs", "etc", "inc", "ltd", "co", "prof", "no"})
+ABBREVIATIONS = frozenset(
+    {
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "jr",
+        "sr",
+        "st",
+        "vs",
+        "etc",
+        "inc",
+        "ltd",
+        "co",
+        "prof",
+        "no",
+    }
+)
 
 _CODE_BLOCK = re.compile(r"```.*?(?:```|$)", re.S)
 _END_PUNCT = tuple(".!?…)]\"'»”’*") + (":)", ":-)", ":(", ";)", ":d", ":p")
@@ -100,22 +154,38 @@ _GREETING_RE = re.compile(
     r"bye|goodbye|see you|nice to meet you)\b",
     re.I,
 )
+# verbs in base form that open a task ("Extract …", "Please rank …", "Can you fix …", "…, then summarize …")
+TASK_VERBS = (
+    r"write|rewrite|re-write|summari[sz]e|compose|draft|create|generate|outline|list|give|provide|brainstorm|"
+    r"come up with|plan|make|tell|name|suggest|recommend|show|teach|translate|find|calculate|compute|solve|"
+    r"compare|analy[sz]e|predict|help|extract|rank|fix|replace|pick|choose|select|classify|categori[sz]e|sort|"
+    r"convert|correct|edit|improve|paraphrase|rephrase|shorten|expand|describe|explain|define|identify|"
+    r"design|build|implement|develop|draw|derive|estimate|evaluate|review|proofread|unscramble|complete|"
+    r"continue|imagine|act as|pretend|prepare|organi[sz]e|format|simplify|change|add|remove|update"
+)
 _OPEN_RE = re.compile(
     r"\b(?:(?:can|could|would|will) you (?:please )?(?:write|explain|tell|describe|show|give|"
     r"help|list|make|create|recommend|suggest|summari[sz]e|teach)|"
     r"how (?:do|does|did|can|could|should|would|will|to|is|are|was|were)|"
     r"why|explain|describe|tell me (?:about|more)|elaborate|compare|discuss|"
     r"what (?:are|is) the (?:difference|differences|benefits|advantages|disadvantages|reasons?|"
-    r"causes?|best way|pros)|"
-    r"what do you think|what should|in what ways?|walk me through|steps)\b",
-    re.I,
+    r"causes?|best way|pros)|what(?: are|'re) some|give me|"
+    r"what do you think|what should|in what ways?|walk me through|steps)\b|"
+    r"(?:^|[.!?:;,\n]\s*)(?:(?:ok(?:ay)?|now|so|then|also|and),? )?(?:(?:can|could|would|will) you )?"
+    r"(?:please )?(?:" + TASK_VERBS + r")\b|"
+    r"\bi(?: need| want|'d like| would like) "
+    r"(?:you to|a|an|some|\d+|to (?:write|know|learn|make|create|build))\b",
+    re.I | re.M,
 )
 _YESNO_RE = re.compile(
     r"^\W*(?:do|does|did|are|is|was|were|can|could|would|will|have|has|had|should|may|shall|am|"
     r"won't|don't|doesn't|isn't|aren't|can't)\b",
     re.I,
 )
-_WH_RE = re.compile(r"\b(?:what|who|where|when|which|whose|whom|how (?:many|much|old|long|far|big|tall))\b", re.I)
+_WH_RE = re.compile(
+    r"\b(?:what|whats|who|where|when|which|whose|whom|how (?:many|much|old|long|far|big|tall))\b",
+    re.I,
+)
 _YESNO_ANSWER_RE = re.compile(
     r"^\W*(?:yes|yeah|yep|no|nope|nah|sure|of course|certainly|definitely|not|never|"
     r"maybe|probably|perhaps|absolutely|"
@@ -178,6 +248,7 @@ class Evidence:
     p_script: float
     stock: tuple[tuple[str, str], ...]  # (matched text, kind)
     p_len: float
+    p_start: float  # the response starts mid-sentence
     # comprehensiveness
     request_type: str
     req_stems: tuple[str, ...]
@@ -186,6 +257,10 @@ class Evidence:
     n_eff: float
     n_core: int  # distinct content stems of the core
     vague: float
+    refusal: float  # declines the request
+    copy: float  # share of the response's word 8-grams copied from earlier turns / context
+    p_copy: float  # copying instead of doing the task
+    depth: float  # substance beyond the minimum, growing without a hard ceiling
     vague_phrases: tuple[str, ...]
     # on-topic
     grounded: float
@@ -228,8 +303,11 @@ def _truncation(text: str, user_punctuates: bool) -> tuple[float, str]:
     ws = words(t)
     tail = " ".join(t.split()[-4:])
     score = 0.0
-    if low.endswith(_END_PUNCT) or not ws:
-        score = 0.0
+    last_line = t.splitlines()[-1] if "\n" in t else ""
+    if low.endswith(_END_PUNCT) or not ws or not (t[-1].isascii() or t[-1].isalnum()):
+        score = 0.0  # closing punctuation, an emoticon or an emoji
+    elif last_line and 0 < len(words(last_line)) <= 5 and ws[-1] not in DANGLING and low[-1] not in ",;:-–—(":
+        score = 0.1  # a short last line of its own: a signature, a score, a list item
     elif low[-1] in ",;:-–—(":
         score = 0.85
     elif ws[-1] in DANGLING and not re.search(r"[A-Z]\w*\s+A$", t):  # "Vitamin A" is a name
@@ -275,8 +353,7 @@ _INTERJECTIONS = frozenset(
 )
 
 
-def _repetition(text: str) -> tuple[float, str, int, str]:
-    ws = words(text)
+def _adjacent(ws: list[str]) -> tuple[float, str, int, str]:
     n_words = len(ws)
     best: tuple[float, str, int, str] = (0.0, "", 0, "")
     # back-to-back repeats of a phrase (the longest n first)
@@ -297,6 +374,22 @@ def _repetition(text: str) -> tuple[float, str, int, str]:
                 i += 1
         if best[0] > 0:
             break
+    return best
+
+
+# a line break or a markdown marker separates a heading or list item from the text under it ("**Soap
+# bubbles**\nSoap bubbles are …"): an echo across it is layout, not a stutter
+_BREAK_RE = re.compile(r"\n|[|*#•]+")
+
+
+def _repetition(text: str) -> tuple[float, str, int, str]:
+    ws = words(text)
+    n_words = len(ws)
+    best: tuple[float, str, int, str] = (0.0, "", 0, "")
+    for seg in _BREAK_RE.split(text):
+        found = _adjacent(words(seg))
+        if found[0] > best[0] or (found[0] == best[0] > 0 and len(found[1].split()) > len(best[1].split())):
+            best = found
     if best[0] > 0:
         return best
     # the same sentence twice
@@ -305,13 +398,16 @@ def _repetition(text: str) -> tuple[float, str, int, str]:
     dup = [s for s, c in Counter(sents).items() if c >= 2]
     if dup:
         return 0.6, dup[0], Counter(sents)[dup[0]], "sentence"
-    # repeated trigrams with a content word, not back to back
-    grams = [tuple(ws[i : i + 3]) for i in range(n_words - 2)]
+    # repeated five-word phrases with two content words, not back to back (a name or term recurring is the topic)
+    grams = [tuple(ws[i : i + 5]) for i in range(n_words - 4)]
     grams = [g for g in grams if sum(w not in STOPWORDS for w in g) >= 2]
     if len(grams) >= 4:
         counts = Counter(grams)
         rep = [g for g, c in counts.items() if c >= 2]
-        if len(rep) >= 2 or any(counts[g] >= 3 for g in rep):  # one echoed phrase is normal
+        # overlapping five-word windows of one longer echoed phrase are one phrase: count runs of first occurrences
+        first = sorted({grams.index(g) for g in rep})
+        phrases = sum(1 for i, p in enumerate(first) if i == 0 or p != first[i - 1] + 1)
+        if phrases >= 2 or any(counts[g] >= 3 for g in rep):  # one echoed phrase is normal
             share = sum(counts[g] - 1 for g in rep) / len(grams)
             return min(0.3, 1.5 * share), " ".join(rep[0]), counts[rep[0]], "scattered"
     return best
@@ -332,7 +428,14 @@ def _request_type(req: str) -> str:
     return "statement"
 
 
-NEED = {"open": 8.0, "problem": 4.0, "wh": 3.0, "yesno": 1.5, "statement": 2.0, "greeting": 1.0}
+NEED = {
+    "open": 8.0,
+    "problem": 4.0,
+    "wh": 3.0,
+    "yesno": 1.5,
+    "statement": 2.0,
+    "greeting": 1.0,
+}
 TYPE_WORDS = {
     "open": "an open request",
     "problem": "a reported problem",
@@ -343,7 +446,10 @@ TYPE_WORDS = {
 }
 
 
-_NUMBER_Q = re.compile(r"\b(?:how many|how much|how old|how long|how far|what year|what percentage|when)\b", re.I)
+_NUMBER_Q = re.compile(
+    r"\b(?:how many|how much|how old|how long|how far|what year|what percentage|when)\b",
+    re.I,
+)
 _NAME_Q = re.compile(
     r"\b(?:who|whom|whose|where|which (?:city|country|state|planet|team|company|river|ocean|continent|"
     r"language|city|president|king|queen|actor|author|band|film|movie|book))\b",
@@ -359,7 +465,10 @@ _CODE_Q = re.compile(
     r"java|sql)\b",
     re.I,
 )
-_CODE_A = re.compile(r"```|\bdef \w+\(|\bfunction\b|\breturn\b|=>|\bclass \w+|;\s*$|\bimport \w+", re.I | re.M)
+_CODE_A = re.compile(
+    r"```|\bdef \w+\(|\bfunction\b|\breturn\b|=>|\bclass \w+|;\s*$|\bimport \w+",
+    re.I | re.M,
+)
 _PROBLEM_Q = re.compile(
     r"\b(?:my|our)\b[^.?!]{0,40}\b(?:not|won't|isn't|doesn't|can't|cannot|broken|stopped|keeps|"
     r"error|crash\w*|slow|black|frozen|overheat\w*|flicker\w*|forgot|lost|detected)\b|"
@@ -429,6 +538,111 @@ def _person(req: str, resp: str) -> int:
     return 0
 
 
+# where a pasted reference ends and the request about it begins
+_REF_END = re.compile(
+    r"<end of reference>|^\s*(?:\"\"\"|###|---+)\s*$|^\s*(?:your task is to|instruction|task|question)s?\s*:",
+    re.I | re.M,
+)
+_LEAD_LABEL = re.compile(
+    r"^\s*(?:(?:your task is to|instructions?|task|question)\s*:|based on that,?)\s*",
+    re.I,
+)
+
+
+def split_reference(text: str) -> tuple[str, str]:
+    """(request, reference): a long message (>= 80 words) that pastes a text and then asks about it is split
+    where the reference ends (``<end of reference>``, a closing line of three double quotes or ``###``, "Your task is to:",
+    "Instruction:"), else before its last paragraph when that is short (<= 60 words, <= a third); the
+    request is what follows, the reference counts as context. Short messages are returned whole."""
+    n = len(words(text))
+    if n < 80:
+        return text, ""
+    ends = list(_REF_END.finditer(text))
+    for m in reversed(ends):
+        tail = text[m.end() :]
+        # labels may follow one another ("<end of reference>\nInstruction:\n...")
+        while True:
+            stripped = _LEAD_LABEL.sub("", tail, count=1)
+            if stripped == tail:
+                break
+            tail = stripped
+        if 0 < len(words(tail)) <= max(60, n // 3):
+            return tail.strip(), text[: m.start()].strip()
+    paras = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+    if len(paras) >= 2 and len(words(paras[-1])) <= min(60, n // 3):
+        return paras[-1].strip(), "\n\n".join(paras[:-1])
+    return text, ""
+
+
+_CONTINUATION = frozenset(
+    "and but or nor so that which who whom whose of to for with by from than then because while as is are was "
+    "were".split()
+)
+
+
+def _mid_start(prose: str) -> float:
+    """0.4 when the response starts mid-sentence: a lower-case first word that continues a clause ("and",
+    "that", "which" …), or lower case where its later sentences are capitalised; else 0. A reply written
+    all in lower case is a style, not a cut."""
+    t = prose.lstrip(" \t\n\"'*-•>")
+    if not t or not t[0].isalpha() or not t[0].islower():
+        return 0.0
+    first = words(t[:40])[:1]
+    if first and first[0] in ("i", "e", "ie", "eg", "http", "https", "www"):
+        return 0.0
+    if first and first[0] in _CONTINUATION:
+        return 0.4
+    later = re.findall(r"[.!?]\s+([A-Za-z])", t)
+    if len(later) >= 1 and sum(c.isupper() for c in later) >= max(1, 0.6 * len(later)):
+        return 0.4
+    return 0.0
+
+
+_REFUSAL_RE = re.compile(
+    r"^\W*(?:(?:i'?m|i am) sorry|(?:i )?apologi[sz]e|unfortunately|as an ai(?: language model| assistant)?|"
+    r"sorry)?[^.!?\n]{0,40}?\bi (?:can(?:'|no)t|cannot|am (?:not able|unable)|'m (?:not able|unable)|"
+    r"won't|will not|do not feel comfortable|don't feel comfortable|must decline|am not comfortable)\b"
+    r"[^.!?\n]{0,40}?\b(?:help|assist|provide|fulfil+|comply|create|write|generate|engage|answer|do that|"
+    r"support|continue|recommend|predict|give|offer|share|make|produce)",
+    re.I,
+)
+_DISCLAIMER_RE = re.compile(
+    r"^\W*as an ai(?: language model| assistant)?,? i (?:don'?t|do not|cannot|can'?t|am not able to) "
+    r"(?:have|hold|form|express|predict|determine|browse|access|eat|feel)",
+    re.I,
+)
+
+
+def _refusal(response: str) -> float:
+    """How far the response declines the request: a refusal in its first sentence ("I'm sorry, but I can't
+    help with that", "I apologize, but I cannot provide …") 0.9 when little else follows (< 40 words), 0.4 when
+    it goes on to offer something; an "As an AI, I don't have …" disclaimer in front of an answer 0.15."""
+    head = response.strip()[:300]
+    n = len(words(response))
+    if _REFUSAL_RE.search(head):
+        return 0.9 if n < 40 else 0.4
+    if _DISCLAIMER_RE.search(head):
+        return 0.4 if n < 25 else 0.15
+    return 0.0
+
+
+_EXTRACT_Q = re.compile(
+    r"\b(?:extract|quote|copy|verbatim|word for word|list (?:all|the|every)|find (?:all|the))\b",
+    re.I,
+)
+
+
+def _copy_share(prose: str, earlier: str, n: int = 8) -> float:
+    """Share of the response's word n-grams (n = 8) found verbatim in the earlier turns and context."""
+    w = words(prose)
+    if len(w) < n + 4 or not earlier.strip():
+        return 0.0
+    e = words(earlier)
+    seen = {tuple(e[i : i + n]) for i in range(len(e) - n + 1)}
+    grams = [tuple(w[i : i + n]) for i in range(len(w) - n + 1)]
+    return sum(g in seen for g in grams) / len(grams)
+
+
 def _conv_key(conv: Conversation) -> tuple:
     return tuple((t.role, t.text) for t in conv.turns), conv.context
 
@@ -438,16 +652,19 @@ def analyse_key(key: tuple) -> Evidence:
     turns, context = key
     resp_raw = turns[-1][1]
     last_user = max(i for i, (role, _) in enumerate(turns) if role == "user")
-    request, _ = strip_injections(turns[last_user][1])
+    full_request, _ = strip_injections(turns[last_user][1])
+    request, reference = split_reference(full_request)
     hist_parts = [strip_injections(t)[0] for _, t in turns[:last_user]]
     hist_parts += [strip_injections(t)[0] for _, t in turns[last_user + 1 : -1]]
     if context:
         hist_parts.insert(0, strip_injections(context)[0])
+    if reference:
+        hist_parts.append(reference)
     history = " ".join(p for p in hist_parts if p)
     response, injections = strip_injections(resp_raw)
 
     n_resp = len(words(response))
-    n_user = len(words(request))
+    n_user = len(words(full_request))  # the user wrote (or pasted) all of it: the length proportion counts it all
     user_punct = request.rstrip().endswith((".", "!", "?"))
     # code repeats itself and ends as it must: judge the prose around it; an unclosed fence is a cut
     prose = _CODE_BLOCK.sub(" ", response).strip()
@@ -464,13 +681,13 @@ def analyse_key(key: tuple) -> Evidence:
     p_script = min(0.85, 1 - math.prod(1 - s[3] for s in stock_spans)) if stock_spans else 0.0
     rtype = _request_type(request)
     # a long answer to an open request or a question is expected; to small talk it is not
-    ratio_max, min_len = (8, 40) if rtype in ("greeting", "statement", "yesno") else (20, 150)
     p_len = 0.0
     n_prose = len(words(prose))  # code does not count as talk
-    if n_prose > min_len and n_prose / max(n_user, 1) > ratio_max:
-        p_len = min(0.35, 0.1 + 0.15 * math.log2(n_prose / (ratio_max * max(n_user, 1))))
-    elif n_resp <= 2 and n_user >= 25:
+    if rtype in ("greeting", "statement") and n_prose > 40 and n_prose / max(n_user, 1) > 8:
+        p_len = min(0.35, 0.1 + 0.15 * math.log2(n_prose / (8 * max(n_user, 1))))
+    elif n_resp <= 2 and len(words(request)) >= 25:
         p_len = 0.15
+    p_start = _mid_start(prose)
 
     # comprehensiveness
     vague_spans = find_spans(response, VAGUE_RE)
@@ -488,6 +705,11 @@ def analyse_key(key: tuple) -> Evidence:
     missing = [s for s in req_stems if s not in covered]
     n_func = len({w for w in words(core) if w in STOPWORDS})
     n_eff = len(core_stems) + min(1.0, 0.2 * n_func)
+    need = NEED[rtype]
+    depth = 1 - math.sqrt(need / n_eff) if n_eff > need else 0.0
+    refusal = _refusal(response)
+    copy = _copy_share(prose, " ".join(t for _, t in turns[:-1]) + " " + (context or ""))
+    p_copy = 0.0 if _EXTRACT_Q.search(request) else clip((copy - 0.25) / 0.5)
 
     # on-topic (lexical)
     hist_stems = set(content_stems(history))
@@ -528,6 +750,7 @@ def analyse_key(key: tuple) -> Evidence:
         p_script=p_script,
         stock=tuple((s[2], s[4]) for s in stock_spans),
         p_len=p_len,
+        p_start=p_start,
         request_type=rtype,
         req_stems=tuple(req_stems),
         covered=tuple(req_words[s] for s in covered),
@@ -535,6 +758,10 @@ def analyse_key(key: tuple) -> Evidence:
         n_eff=n_eff,
         n_core=len(core_stems),
         vague=vague,
+        refusal=refusal,
+        copy=copy,
+        p_copy=p_copy,
+        depth=depth,
         vague_phrases=tuple(s[2] for s in vague_spans),
         grounded=grounded,
         recall=recall,
