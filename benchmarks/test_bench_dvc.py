@@ -45,7 +45,7 @@ ROOT = HERE.parent
 DVC = Path(sys.executable).with_name("dvc")
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONWARNINGS": "ignore"}
 # what the stages depend on besides outputs of other stages (copied into the throwaway repositories)
-SOURCES = ("stages", "src", "golden", "paper")
+SOURCES = ("stages", "src", "golden", "human", "paper")
 FIGURES: dict[str, object] = {}
 
 pytestmark = pytest.mark.skipif(not DVC.is_file(), reason=f"no dvc next to {sys.executable}")

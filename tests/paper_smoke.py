@@ -162,11 +162,12 @@ def setup_project(tmp: Path, url: str) -> Path:
     """A throwaway git + DVC project at ``tmp/proj`` running configs/paper-smoke.yaml with its teachers at ``url``."""
     proj = tmp / "proj"
     proj.mkdir()
-    for name in ("src", "stages", "golden", "paper", "selection", "configs"):
+    for name in ("src", "stages", "golden", "human", "paper", "selection", "configs"):
         shutil.copytree(ROOT / name, proj / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, proj / name)
     shutil.copytree(FIXTURES, proj / "tests" / "fixtures" / "paper_smoke")
+    shutil.copytree(FIXTURES.parent / "human", proj / "tests" / "fixtures" / "human")
     build_student(proj / "inputs" / "tiny-mistral", fixture_corpus(SMOKE, ROOT))
     (proj / "params.yaml").write_text(SMOKE.read_text().replace(PROFILE_URL, url))
     run(["git", "init", "-q"], proj)

@@ -493,7 +493,7 @@ def test_deps_check_names_the_stage_and_file_and_write_restores_it(real_copy: Pa
 
     check = runner.invoke(main, ["deps", "--check", "--dvc-yaml", str(real_copy)])
     assert check.exit_code == 1
-    assert "the code deps of 1 of 16 stages differ from the import graph" in check.output
+    assert "the code deps of 1 of 18 stages differ from the import graph" in check.output
     assert "\nsplit: missing src/explainft/stages/split.py\n" in check.output
 
     fixed = runner.invoke(main, ["deps", "--write", "--dvc-yaml", str(real_copy)])
@@ -502,7 +502,7 @@ def test_deps_check_names_the_stage_and_file_and_write_restores_it(real_copy: Pa
     comments = [x for x in complete.splitlines() if x.lstrip().startswith("#")]
     assert comments and comments == [x for x in real_copy.read_text().splitlines() if x.lstrip().startswith("#")]
     again = runner.invoke(main, ["deps", "--check", "--dvc-yaml", str(real_copy)])
-    assert again.exit_code == 0 and "the code deps of all 16 stages are complete" in again.output
+    assert again.exit_code == 0 and "the code deps of all 18 stages are complete" in again.output
 
 
 def test_deps_prints_yaml_per_stage(real_copy: Path):

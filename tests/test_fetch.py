@@ -727,7 +727,9 @@ def test_url_sha256_mismatch_keeps_nothing(tmp_path, http_server):
     with pytest.raises(DownloadError) as ei:
         fetch("amazonqa", url_spec(url, sha256={url: wrong}), out)
     assert str(ei.value) == (
-        f"{url}: sha256 mismatch: expected {wrong}, got {sha(VAL)} ({len(VAL)} bytes); the file was not kept"
+        f"{url}: sha256 mismatch: expected {wrong}, got {sha(VAL)} ({len(VAL)} bytes); the file was not kept. "
+        "If the publisher changed the file and you have checked the new one, pin it: set the digest "
+        f"for {Path(url).name} under the profile's fetch.sha256 to {sha(VAL)}"
     )
     assert not out.exists() and siblings(out) == []
 

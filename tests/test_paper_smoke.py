@@ -32,6 +32,8 @@ FAMILIES = {
     "evaluate",
     "evaluate_ablation",
     "baselines",
+    "human_download",
+    "human_eval",
     "analyse",
     "report",
 }
@@ -61,8 +63,10 @@ ALLOWED = {
     "ablation.variants",
     "evaluate.bootstrap",
     "analysis.lens_items",
+    "human.bootstrap",
 }
 ALLOWED |= {f"sources.{d}.fetch" for d in yaml.safe_load(PAPER.read_text())["data"]["datasets"]}
+ALLOWED |= {f"human.sets.{s}.fetch" for s in yaml.safe_load(PAPER.read_text())["human"]["sets"]}
 TEACHER_ENDPOINT = {"backend", "options"}  # a teacher keeps its name, model and sampling
 
 
@@ -201,8 +205,28 @@ def test_the_paper_profile_runs_end_to_end(smoke_project):
     assert analysis["pairs"] == 1 and set(analysis["weights"]) == {"mixed/naturalness/seed_0"}
     assert all(len(v) == 7 for v in analysis["weights"].values())  # the seven projections, r x r differences
     assert len(analysis["blocks"]) > 0
+    # agreement with people: the fixtures' evaluation part, rated by the three teachers, the ensemble, the untuned
+    # student, the four fine-tunes on their dimension and the three one-feature baselines
+    for name, kind in (("helpsteer", "ratings"), ("arena_human_preference", "preferences")):
+        h = _json(proj / "metrics" / "human" / f"{name}.json")
+        assert h["kind"] == kind and h["items"] >= 2 and h["design_items"] >= 1, name
+        raters = set(h["raters"])
+        assert {"teacher/titan", "teacher/mixtral", "teacher/mistral", "ensemble/average", "untuned"} <= raters, name
+        assert {f"baseline/{b}" for b in ("length", "distinct", "overlap")} <= raters, name
+        assert {r for r in raters if r.startswith("student/")} == {
+            "student/mixed/naturalness/none/seed_0",
+            "student/mixed/naturalness/assessment/seed_0",
+            "student/mixed/naturalness/length_5/seed_0",
+            "student/mixed/naturalness/fully_random/seed_0",
+        }, name
+        assert "mixed/naturalness/assessment/seed_0 - none" in h["differences"], name
     report = _json(proj / "metrics" / "report.json")
     assert report["cells"] >= 1
+    assert set(report["human"]) == set(params["human"]["sets"])
+    # the paper's own preference pairs: those asking what a training or validation example asked are left out
+    for name in ("chatbot_arena_preference", "hh_rlhf_preference"):
+        h = _json(proj / "metrics" / "human" / f"{name}.json")
+        assert h["kind"] == "preferences" and h["left_out"]["in_training"] > 0 and h["items"] > 0, (name, h["left_out"])
     assert (proj / "reports" / "REPORT.md").read_text().startswith("#")
 
     # the judge: the paper's third merge method, on one dataset, rerunning that merge alone

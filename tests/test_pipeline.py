@@ -58,11 +58,12 @@ def make_tokenizer(path: Path) -> None:
 def project(tmp_path: Path) -> Path:
     proj = tmp_path / "proj"
     proj.mkdir()
-    for name in ("src", "stages", "golden", "paper", "selection"):
+    for name in ("src", "stages", "golden", "human", "paper", "selection"):
         shutil.copytree(ROOT / name, proj / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, proj / name)
     shutil.copytree(FIXTURES / "cornell", proj / "inputs" / "cornell")
+    shutil.copytree(FIXTURES / "human", proj / "inputs" / "human")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["datasets"] = ["chatterbot", "chatterbot_perturbed", "cornell_movie_dialogs"]
     params["data"]["per_dataset"] = 40
@@ -71,6 +72,13 @@ def project(tmp_path: Path) -> Path:
         "options": {},
     }
     params["split"].update(train=2, validation=1, test=2)  # the Cornell fixture has 5 conversations
+    # the default's two human-rated sets, as small fixtures in the same formats
+    params["human"]["sets"]["helpsteer"]["fetch"] = {"from": "local", "path": "inputs/human/helpsteer"}
+    params["human"]["sets"]["arena_human_preference"]["fetch"] = {
+        "from": "local",
+        "path": "inputs/human/arena_human_preference/jsonl",
+    }
+    params["human"]["bootstrap"] = 200
     params["variants"]["names"] = ["none", "assessment", "length_5", "shuffle"]
     params["stats"] = {"tokenizer": "inputs/tokenizer", "context_limit": 512}
     # a very small student and grid: the stages run, the numbers are not the point here
@@ -126,8 +134,19 @@ EVALUATES = {
     "evaluate_ablation@mixed-on_topic-length_5-0",
     "baselines@on_topic",
 }
-GLOBAL = {"split", "variants", "explanation_stats", "student", "analyse", "report"} | FINETUNES | EVALUATES
-ALL = {f"{s}@{d}" for s in PER_DATASET for d in DATASETS} | {"golden"} | GLOBAL
+HUMAN_SETS = ("helpsteer", "arena_human_preference")
+GLOBAL = (
+    {"split", "variants", "explanation_stats", "student", "analyse", "report"}
+    | FINETUNES
+    | EVALUATES
+    | {f"human_eval@{h}" for h in HUMAN_SETS}
+)
+ALL = (
+    {f"{s}@{d}" for s in PER_DATASET for d in DATASETS}
+    | {"golden"}
+    | {f"human_download@{h}" for h in HUMAN_SETS}
+    | GLOBAL
+)
 
 
 def downstream(*datasets: str, start: str = "prepare") -> set[str]:
@@ -244,10 +263,23 @@ def test_repro_skip_and_partial_rerun(project: Path):
     assert all(r["n"] == 2 for r in ev["test"].values())
     report = json.loads((project / "metrics/report.json").read_text())
     assert report["cells"] == 1 and report["models"] == 3 and report["paper_cells"] == 6  # on-topic only
+    # agreement with people: the fixtures' evaluation part; the students rate on-topic, the teachers every dimension
+    hs = json.loads((project / "metrics/human/helpsteer.json").read_text())
+    assert (hs["kind"], hs["items"], hs["design_items"]) == ("ratings", 2, 2)
+    assert set(hs["raters"]["ensemble/average"]) == {"naturalness", "comprehensiveness", "on_topic"}
+    assert set(hs["raters"]["student/mixed/on_topic/assessment/seed_0"]) == {"on_topic"}
+    assert set(hs["differences"]) == {
+        "mixed/on_topic/assessment/seed_0 - none",
+        "mixed/on_topic/length_5/seed_0 - none",
+    }
+    arena = json.loads((project / "metrics/human/arena_human_preference.json").read_text())
+    assert (arena["kind"], arena["items"], arena["load"]["dropped"]) == ("preferences", 3, {"empty_response": 1})
+    assert set(report["human"]) == set(HUMAN_SETS)
     assert set(report["ablation"]["length"]) == {f"mixed/on_topic/{v}" for v in ("none", "length_5", "assessment")}
     md = (project / "reports/REPORT.md").read_text()
     assert "| mixed [length_5] |" in md and (project / "reports/figures/ablation_length.png").is_file()
     assert "## With vs without explanations" in md and "| mixed (E) |" in md
+    assert "## Agreement with people" in md and "### helpsteer (helpsteer)" in md
     assert (
         (project / "reports/tables/on_topic_mse.csv")
         .read_text()

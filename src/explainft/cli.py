@@ -1,4 +1,5 @@
-"""The ``explainft`` command: check a profile, list the datasets, use the profiles, rate conversations."""
+"""The ``explainft`` command: check a profile, list the datasets, use the profiles, rate conversations, measure a
+rater's agreement with people."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from .cli_util import run_stage
 from .config import load_params
 from .config.train import POSITIONS
 from .datasets import REGISTRY
+from .fsutil import write_json
+from .human import FORMATS as HUMAN_FORMATS
 from .records import DIMENSIONS, Conversation, read_jsonl, write_jsonl
 from .scoring import ScoringError, example_for, load_rater, predictions, score_examples, trained_position
 from .selection import parse_grid
+from .stages import agree as agree_body
 from .stages.check import check_profile
 from .stages.select import select
 
@@ -227,6 +231,81 @@ def rate(
         )
 
     run_stage("rate", work)
+
+
+@main.command("agree")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--format", "fmt", required=True, type=click.Choice(sorted(HUMAN_FORMATS)), help="the file's format")
+@click.option(
+    "--map",
+    "maps",
+    multiple=True,
+    metavar="DIMENSION=QUALITY",
+    help="which human quality stands for a dimension (repeatable; default: a preference set's preference for "
+    "every dimension, a rating set's qualities named like a dimension)",
+)
+@click.option("--rater", "raters", multiple=True, type=click.Path(file_okay=False), help="a rater folder (repeatable)")
+@click.option("--base", default=None, help="base model of an adapter rater (default: the adapter's own)")
+@click.option(
+    "--teachers",
+    "params_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="also rate with the teachers and merged ensemble of this profile (e.g. params.yaml)",
+)
+@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
+@click.option("--max-length", default=640, show_default=True, type=click.IntRange(min=16))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--bootstrap", default=1000, show_default=True, type=click.IntRange(min=0))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="write every number here")
+def agree_cmd(
+    path: str,
+    fmt: str,
+    maps: tuple[str, ...],
+    raters: tuple[str, ...],
+    base: str | None,
+    params_path: str | None,
+    on_error: str,
+    max_length: int,
+    batch_size: int,
+    bootstrap: int,
+    seed: int,
+    json_path: str | None,
+) -> None:
+    """Measure raters against the people's judgements in PATH (a file or a folder in --format), without the pipeline.
+
+    Each --rater (a fine-tune's model/ folder or a student) rates every response on each mapped dimension;
+    --teachers adds the profile's teachers and ensemble. Prints Spearman, Kendall tau-b, Pearson, quadratic
+    weighted kappa and MAE per rater and dimension (pairwise accuracy for a preference set), each with a 95%
+    group-bootstrap interval, beside three one-feature baselines (length, distinct-word ratio, word overlap).
+    """
+
+    def work() -> None:
+        params = load_params(params_path) if params_path else None
+        dims = tuple(params["annotate"]["dimensions"]) if params else DIMENSIONS
+        if not raters and params is None:
+            raise click.UsageError("name a rater (--rater MODEL_DIR) or a profile's teachers (--teachers params.yaml)")
+        result = agree_body.run(
+            path,
+            fmt,
+            mapping=agree_body.parse_map(maps, fmt, dims),
+            raters=raters,
+            base=base,
+            params=params,
+            on_error=on_error,
+            max_length=max_length,
+            batch_size=batch_size,
+            bootstrap=bootstrap,
+            seed=seed,
+        )
+        click.echo(f"agree: {result['items']} items of {path} ({fmt}, {result['kind']})")
+        click.echo(agree_body.table(result))
+        if json_path:
+            write_json(json_path, result)
+            click.echo(f"agree: every number in {json_path}")
+
+    run_stage("agree", work)
 
 
 @main.command("plots")

@@ -506,27 +506,36 @@ def score_examples(
     generate_tokens: int = GENERATE_TOKENS,
     test_set: str | None = None,
     progress: bool = False,
+    prefixes: tuple[list[ScorePrefix], tuple[int, ...]] | None = None,
 ) -> list[ScoredItem]:
     """Score each example in one forward pass per batch; results in input order (see the module docstring).
 
     ``position`` is the layout the model was trained on (``train.explanation_position``); in layout "before"
     each rationale is generated first, ``generate_tokens`` new tokens at most. ``test_set`` names the set in
     error messages and progress. ``progress`` reports the examples scored (:func:`explainft.progress.progress`:
-    a bar in a terminal, plain lines otherwise, on stderr).
+    a bar in a terminal, plain lines otherwise, on stderr). ``prefixes``: what :func:`score_prefixes` returned
+    for these examples with this tokenizer, ``max_length`` and layout "after" (it reads no model), so that
+    raters sharing a tokenizer encode a set once; one per example, in order, else a ScoringError.
     """
     import torch
 
-    prefixes, ids = score_prefixes(
-        model,
-        tokenizer,
-        examples,
-        max_length=max_length,
-        batch_size=batch_size,
-        position=position,
-        generate_tokens=generate_tokens,
-        test_set=test_set,
-        progress=progress,
-    )
+    if prefixes is None:
+        prefixes = score_prefixes(
+            model,
+            tokenizer,
+            examples,
+            max_length=max_length,
+            batch_size=batch_size,
+            position=position,
+            generate_tokens=generate_tokens,
+            test_set=test_set,
+            progress=progress,
+        )
+    elif position != "after" or [p.encoded.id for p in prefixes[0]] != [ex.id for ex in examples]:
+        raise ScoringError(
+            "precomputed prefixes are read in layout 'after' only, one per example in the examples' order"
+        )
+    prefixes, ids = prefixes
     encoded = [p.encoded for p in prefixes]
     pad_id = pad_id_for(tokenizer)
 

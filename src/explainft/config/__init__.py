@@ -21,6 +21,7 @@ from .annotate import AnnotateConfig, MergeConfig, TeacherConfig, annotate_confi
 from .data import DataConfig, data_config  # noqa: F401
 from .evaluate import AnalysisConfig, EvaluateConfig, analysis_config, evaluate_config  # noqa: F401
 from .fields import SECTIONS, check_sections, is_replication  # noqa: F401
+from .human import HumanConfig, HumanSetConfig, human_config  # noqa: F401
 from .split import (  # noqa: F401
     MIXED,
     Sizes,

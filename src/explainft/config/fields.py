@@ -15,6 +15,7 @@ SECTIONS = (
     "annotate",
     "merge",
     "golden",
+    "human",
     "split",
     "variants",
     "stats",

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 from ..fsutil import atomic_open, write_json
 from ..provenance import Provenance
 from ..provenance import collect as collect_provenance
+from .human import human_section
 from .numbers import Grid, baseline_check, collect, with_vs_without
 from .paper import paper_wins
 from .sections import (
@@ -33,10 +34,12 @@ def build_report(
     ci: float,
     seed: int,
     provenance: Provenance | None = None,
+    human: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write reports/REPORT.md, reports/tables, reports/figures and metrics/report.json; return the metrics.
 
-    ``provenance``: what the header states (default: :func:`explainft.provenance.collect` for ``root``)."""
+    ``provenance``: what the header states (default: :func:`explainft.provenance.collect` for ``root``);
+    ``human``: the human-rated sets (``human.sets``) whose agreement section is written."""
     root = Path(root)
     numbers = collect(root, grid)
     wvw = with_vs_without(root, grid, n_boot=n_boot, ci=ci, seed=seed)
@@ -51,6 +54,7 @@ def build_report(
     selection_metrics = selection_section(w, root, params)
     with_vs_without_section(w, wvw, grid, tables, figures, n_boot=n_boot, ci=ci, paper_score=(p_wins, p_total))
     baseline_metrics = baselines_section(w, check, params["train"].get("score_target", "hard"))
+    human_metrics = human_section(w, root, human or {}, tables)
     cross_dataset_section(w, numbers, grid, tables)
     loss_curves_section(w, root, grid, figures)
     ablation_metrics = ablations_section(w, root, numbers, grid, tables, figures)
@@ -69,6 +73,7 @@ def build_report(
         "paper_explanations_win": p_wins,
         "paper_cells": p_total,
         "ablation": ablation_metrics,
+        "human": human_metrics,
         "selection": selection_metrics,
         "provenance": prov.to_dict(),
     }

@@ -43,6 +43,7 @@ from ..config import (
     evaluate_config,
     finetune_config,
     golden_path,
+    human_config,
     is_replication,
     merge_config,
     split_config,
@@ -53,6 +54,7 @@ from ..config import (
 from ..datasets.fetch import validate_fetch
 from ..datasets.prepare import resolve_options
 from ..errors import ConfigError
+from ..human import check_human_set
 from ..students import STUDENT_DIR
 from ..variants import validate_variants
 
@@ -263,6 +265,17 @@ def check_pinned(params: dict[str, Any], data: DataConfig) -> None:
                 f"{why}; got {fetch['revision']!r} for {fetch['repo_id']} (the download stage's SOURCE.json "
                 "records the commit a branch resolved to)",
             )
+    for name, hs in human_config(params).sets.items():
+        fetch = validate_fetch(name, hs.fetch, base=hs.key("fetch"))
+        if fetch["from"] == "hub" and not COMMIT.match(fetch["revision"]):
+            raise ConfigError(hs.key("fetch.revision"), f"{why}; got {fetch['revision']!r} for {fetch['repo_id']}")
+        if fetch["from"] == "url" and set(fetch["urls"]) - set(fetch["sha256"] or {}):
+            named = {u.rsplit("/", 1)[-1] for u in fetch["urls"]} - set(fetch["sha256"] or {})
+            if named:
+                raise ConfigError(
+                    hs.key("fetch.sha256"),
+                    f"replication: true needs a sha256 for every download; none for {sorted(named)}",
+                )
     if "stats" in params:
         stats = stats_config(params)
         if is_hub_id(stats.tokenizer) and not COMMIT.match(stats.tokenizer_revision or ""):
@@ -301,6 +314,12 @@ def check_profile(params: dict[str, Any]) -> dict[str, Any]:
         summary["merge"] = merge_config(params, acfg).score
     if "golden" in params:
         summary["golden"] = golden_path(params)
+    if "human" in params:
+        hc = human_config(params, acfg.dimensions if acfg else None)
+        for name, hs in hc.sets.items():
+            check_human_set(name, hs.format, hs.options, hs.map)
+            validate_fetch(name, hs.fetch, base=hs.key("fetch"))
+        summary["human"] = list(hc.sets)
     if "split" in params:
         sc = split_config(params)
         summary["split"] = f"{sc.train}/{sc.validation}/{sc.test}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..config import FinetuneConfig, evaluate_config, finetune_config, golden_path, split_sets
+from ..config import FinetuneConfig, evaluate_config, finetune_config, golden_path, human_config, split_sets
 from ..evaluation import GOLDEN
 from ..provenance import Provenance
 from ..report import Grid, build_report
@@ -36,4 +36,13 @@ def run(params: dict[str, Any], root: Path = Path("."), *, provenance: Provenanc
     for dim in grid.dimensions:
         scored = load_json(root / "metrics" / "evaluate" / "baselines" / f"{dim}.json")["untuned"]
         grid.test_sets[dim] = tuple(t for t in grid.test_sets[dim] if t in scored)
-    return build_report(root, params, grid, n_boot=ec.bootstrap, ci=ec.ci, seed=ec.seed, provenance=provenance)
+    return build_report(
+        root,
+        params,
+        grid,
+        n_boot=ec.bootstrap,
+        ci=ec.ci,
+        seed=ec.seed,
+        provenance=provenance,
+        human=human_config(params).sets,
+    )

@@ -64,9 +64,10 @@ _KINDS: dict[str, Fetcher] = {
 }
 
 
-def validate_fetch(name: str, spec: Any) -> dict[str, Any]:
-    """Check ``sources.<name>.fetch``; return it with defaults filled in. Raises ConfigError."""
-    base = f"sources.{name}.fetch"
+def validate_fetch(name: str, spec: Any, base: str | None = None) -> dict[str, Any]:
+    """Check ``sources.<name>.fetch`` (or the spec at params key ``base``); return it with defaults filled in.
+    Raises ConfigError."""
+    base = base or f"sources.{name}.fetch"
     if not isinstance(spec, dict):
         raise ConfigError(
             base, f"must be a mapping with a 'from' key (one of {', '.join(FETCH_KINDS)}), got {type(spec).__name__}"
@@ -99,9 +100,10 @@ def validate_fetch(name: str, spec: Any) -> dict[str, Any]:
     return cfg
 
 
-def fetch(name: str, spec: dict, out_dir: str | Path) -> dict[str, Any]:
-    """Materialise dataset ``name``'s raw files into ``out_dir`` with a SOURCE.json manifest; returns the manifest."""
-    cfg = validate_fetch(name, spec)
+def fetch(name: str, spec: dict, out_dir: str | Path, base: str | None = None) -> dict[str, Any]:
+    """Materialise dataset ``name``'s raw files into ``out_dir`` with a SOURCE.json manifest; returns the manifest.
+    ``base`` is the spec's params key in error messages (default ``sources.<name>.fetch``)."""
+    cfg = validate_fetch(name, spec, base)
     out_dir = Path(out_dir)
     manifest = materialise(name, cfg, out_dir, _KINDS[cfg["from"]])
     log.info("fetched %s: %d files into %s", name, len(manifest["files"]), out_dir)

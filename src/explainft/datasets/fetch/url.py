@@ -184,7 +184,9 @@ def _download_once(session, url: str, dest: Path, expected: str | None, timeout:
         digest = h.hexdigest()
         if expected and digest != expected:
             raise DownloadError(
-                f"{url}: sha256 mismatch: expected {expected}, got {digest} ({received} bytes); the file was not kept"
+                f"{url}: sha256 mismatch: expected {expected}, got {digest} ({received} bytes); the file was not kept. "
+                "If the publisher changed the file and you have checked the new one, pin it: set the digest "
+                f"for {dest.name} under the profile's fetch.sha256 to {digest}"
             )
         os.replace(tmp, dest)
         return {"bytes": received, "sha256": digest}
