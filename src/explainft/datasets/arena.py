@@ -61,7 +61,7 @@ from typing import Any, Iterator
 
 from ..errors import RecordError
 from ..records import Conversation, Turn
-from .base import LoadContext, RecordScope, find_files, merge_consecutive, prompt_group, require
+from .base import LoadContext, RecordScope, find_files, merge_consecutive, parquet_rows, prompt_group, require
 
 OPTIONS: dict[str, tuple[Any, Any]] = {
     "sides": (["both", "a", "b"], "both"),
@@ -106,33 +106,16 @@ def load(raw_dir: Path, options: dict[str, Any], ctx: LoadContext) -> Iterator[C
 
 
 def _load_parquet(path: Path, rel: str, options: dict[str, Any], ctx: LoadContext) -> Iterator[Conversation]:
-    import pyarrow as pa  # lazy: JSONL input needs no pyarrow
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-        batches = pf.iter_batches(batch_size=BATCH_ROWS)
-    except (pa.ArrowException, OSError) as e:
-        raise RecordError("bad_file", f"cannot read parquet file: {e}", file=path) from e
-    row = 0
-    while True:
-        try:
-            batch = next(batches, None)
-        except (pa.ArrowException, OSError) as e:
-            raise RecordError("bad_file", f"cannot read parquet file at row {row}: {e}", file=path) from e
-        if batch is None:
-            break
-        for obj in batch.to_pylist():
-            rec = ctx.record(path, row)
-            source = {"file": rel, "row": row}
-            with rec:
-                try:
-                    _build_row(obj, source, options, ctx, rec)
-                except RecordError as e:
-                    e.message = f"row {row}: {e.message}"
-                    raise
-            yield from rec.take()
-            row += 1
+    for row, obj in parquet_rows(path, BATCH_ROWS):
+        rec = ctx.record(path, row)
+        source = {"file": rel, "row": row}
+        with rec:
+            try:
+                _build_row(obj, source, options, ctx, rec)
+            except RecordError as e:
+                e.message = f"row {row}: {e.message}"
+                raise
+        yield from rec.take()
 
 
 # --------------------------------------------------------------------------- one row

@@ -173,6 +173,32 @@ class RecordScope:
 # --------------------------------------------------------------------------- shared helpers
 
 
+def parquet_rows(path: Path, batch_rows: int = 1024) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(row number from 0, row as a dict)`` of a parquet file, read in batches of ``batch_rows``.
+
+    A file pyarrow cannot open, or a batch it cannot decode, is a RecordError (``bad_file``) naming the file
+    (and the first row not read): the file itself is broken, not one record.
+    """
+    import pyarrow as pa  # lazy: JSON lines need no pyarrow
+    import pyarrow.parquet as pq
+
+    try:
+        batches = pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+    except (pa.ArrowException, OSError) as e:
+        raise RecordError("bad_file", f"cannot read parquet file: {e}", file=path) from e
+    row = 0
+    while True:
+        try:
+            batch = next(batches, None)
+        except (pa.ArrowException, OSError) as e:
+            raise RecordError("bad_file", f"cannot read parquet file at row {row}: {e}", file=path) from e
+        if batch is None:
+            return
+        for obj in batch.to_pylist():
+            yield row, obj
+            row += 1
+
+
 def prompt_group(turns: "list[Turn] | tuple[Turn, ...]") -> str:
     """The group of a conversation keyed by what the user asked: ``prompt:<16 hex digits>``.
 

@@ -135,30 +135,37 @@ def subset_split(path: Path, raw_dir: Path) -> tuple[str, str]:
 # --------------------------------------------------------------------------- internals
 
 
+def checked_turns(text: str, key: str) -> list[Turn]:
+    """The turns of one transcript (``chosen`` or ``rejected``, named by ``key`` in errors), checked: it ends with
+    an Assistant turn (which may be empty: a policy decides), no earlier turn is empty, and a Human turn exists."""
+    try:
+        turns = split_transcript(text)
+    except RecordError as e:
+        e.field = e.field or key
+        raise
+    last = len(turns) - 1
+    if turns[-1].role != "assistant":
+        raise RecordError(
+            "last_turn_not_response", f"the transcript ends with a Human turn (turn {last}), not a response", field=key
+        )
+    for i, t in enumerate(turns[:-1]):
+        if not t.text.strip():
+            raise RecordError(
+                "empty_turn", f"{'Human' if t.role == 'user' else 'Assistant'} turn {i} is empty", field=key
+            )
+    if not any(t.role == "user" for t in turns):
+        raise RecordError("no_request", "the transcript has no Human turn", field=key)
+    return turns
+
+
 def _build(
     obj: Any, side: str, subset: str, split: str, source: dict[str, Any], options: dict[str, Any], ctx: LoadContext
 ) -> Conversation | None:
     if not isinstance(obj, dict):
         raise RecordError("wrong_type", f"a line must be a JSON object, got {type(obj).__name__}")
     texts = {key: require(obj, key, str) for key in ("chosen", "rejected")}
-    text = texts[side]
-    try:
-        turns = split_transcript(text)
-    except RecordError as e:
-        e.field = e.field or side
-        raise
+    turns = checked_turns(texts[side], side)
     last = len(turns) - 1
-    if turns[-1].role != "assistant":
-        raise RecordError(
-            "last_turn_not_response", f"the transcript ends with a Human turn (turn {last}), not a response", field=side
-        )
-    for i, t in enumerate(turns[:-1]):
-        if not t.text.strip():
-            raise RecordError(
-                "empty_turn", f"{'Human' if t.role == 'user' else 'Assistant'} turn {i} is empty", field=side
-            )
-    if not any(t.role == "user" for t in turns):
-        raise RecordError("no_request", "the transcript has no Human turn", field=side)
     if not turns[-1].text.strip():
         if options.get("empty_final_response", "drop") == "error":
             raise RecordError("empty_response", f"the final Assistant turn (turn {last}) is empty", field=side)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..datasets.arena import WINNERS, parse_side
-from ..datasets.base import LoadContext, RecordScope, merge_consecutive, require
+from ..datasets.base import LoadContext, RecordScope, merge_consecutive, parquet_rows, require
 from ..errors import RecordError
 from ..records import Conversation, Turn
 from .base import RecordCounts, check_not_empty, group_of, human_files, rel, summary
@@ -90,24 +90,8 @@ def load(raw_dir: Path, name: str, options: dict[str, Any], ctx: LoadContext) ->
 
 
 def _parquet_rows(path: Path, ctx: LoadContext) -> Iterator[tuple[RecordScope, Any]]:
-    import pyarrow as pa  # lazy: JSON lines need no pyarrow
-    import pyarrow.parquet as pq
-
-    try:
-        batches = pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS)
-    except (pa.ArrowException, OSError) as e:
-        raise RecordError("bad_file", f"cannot read parquet file: {e}", file=path) from e
-    row = 0
-    while True:
-        try:
-            batch = next(batches, None)
-        except (pa.ArrowException, OSError) as e:
-            raise RecordError("bad_file", f"cannot read parquet file at row {row}: {e}", file=path) from e
-        if batch is None:
-            return
-        for obj in batch.to_pylist():
-            yield ctx.record(path, row), obj
-            row += 1
+    for row, obj in parquet_rows(path, BATCH_ROWS):
+        yield ctx.record(path, row), obj
 
 
 def parse_row(obj: Any, name: str, counts: RecordCounts) -> tuple[str, PreferencePair | None]:

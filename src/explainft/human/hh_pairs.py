@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from ..datasets.base import LoadContext, merge_consecutive, require
-from ..datasets.hh_rlhf import shared_prefix, split_transcript, subset_split
+from ..datasets.hh_rlhf import checked_turns, shared_prefix, subset_split
 from ..errors import RecordError
-from ..records import Conversation, Turn
+from ..records import Conversation
 from .base import RecordCounts, check_not_empty, count_unknown_fields, group_of, human_files, summary
 from .records import HumanSet, PreferencePair, Scale
 
@@ -83,7 +83,7 @@ def parse_line(
     if not isinstance(obj, dict):
         raise RecordError("wrong_type", f"a line must be a JSON object, got {type(obj).__name__}")
     texts = {s: require(obj, key, str) for s, key in SIDES.items()}
-    turns = {s: _turns(texts[s], SIDES[s]) for s in SIDES}
+    turns = {s: checked_turns(texts[s], SIDES[s]) for s in SIDES}
     if not shared_prefix(texts["a"], texts["b"]):
         raise RecordError(
             "prefix_mismatch", "chosen and rejected differ before their final Assistant turn", field="rejected"
@@ -109,23 +109,3 @@ def parse_line(
         for s in SIDES
     }
     return PreferencePair(id=pair_id, group=group, a=sides["a"], b=sides["b"], winner="a")
-
-
-def _turns(text: str, key: str) -> list[Turn]:
-    """The checked turns of one transcript (the final one may be empty: a policy decides)."""
-    try:
-        turns = split_transcript(text)
-    except RecordError as e:
-        e.field = e.field or key
-        raise
-    last = len(turns) - 1
-    if turns[-1].role != "assistant":
-        raise RecordError(
-            "last_turn_not_response", f"the transcript ends with a Human turn (turn {last}), not a response", field=key
-        )
-    for i, t in enumerate(turns[:-1]):
-        if not t.text.strip():
-            raise RecordError("empty_turn", f"turn {i} is empty", field=key)
-    if not any(t.role == "user" for t in turns):
-        raise RecordError("no_request", "the transcript has no Human turn", field=key)
-    return turns
