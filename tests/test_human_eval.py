@@ -848,6 +848,7 @@ def test_agree_errors(teachers):
     res = runner.invoke(cli, [*base, "--teachers", str(teachers), "--map", "naturalness=fluency"])
     assert res.exit_code == 1
     assert "'fluency' is not a quality of format helpsteer; it has: helpfulness, correctness" in res.output
+    assert "--map.naturalness:" in res.output and "human.sets" not in res.output  # the option the user gave
     res = runner.invoke(cli, [*base, "--teachers", str(teachers)])  # no dimension is a HelpSteer attribute
     assert res.exit_code == 1 and "--map: no dimension maps to a quality of this helpsteer file" in res.output
 

@@ -126,13 +126,14 @@ def prepare(
     return Prepared(hs.kind, convs, [group_of(u) for u in kept], kept, design, left_out)
 
 
-def check_map(hs: HumanSet, mapping: Mapping[str, str]) -> None:
-    """Each mapped quality is one the set has (a preference set's is ``preference``)."""
+def check_map(hs: HumanSet, mapping: Mapping[str, str], map_key: str | None = None) -> None:
+    """Each mapped quality is one the set has (a preference set's is ``preference``); errors name
+    ``human.sets.<name>.map.<dimension>`` (or ``<map_key>.<dimension>``)."""
     known = [PREFERENCE] if hs.kind == "preferences" else sorted(hs.qualities)
     for dim, quality in mapping.items():
         if quality not in known:
             raise ConfigError(
-                f"human.sets.{hs.name}.map.{dim}",
+                f"{map_key or f'human.sets.{hs.name}.map'}.{dim}",
                 f"{quality!r} is not a quality of this {hs.format} set; it has: {', '.join(known)}",
             )
 

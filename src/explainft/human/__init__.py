@@ -103,9 +103,10 @@ QUALITY_NAMES: dict[str, tuple[str, ...] | None] = {
 }
 
 
-def check_human_set(name: str, fmt: Any, options: Any, mapping: dict[str, str]) -> None:
+def check_human_set(name: str, fmt: Any, options: Any, mapping: dict[str, str], map_key: str | None = None) -> None:
     """Before any download: the format exists, its options are valid and every mapped quality is one it defines
-    (ConfigError naming ``human.sets.<name>.format``, ``.options.<key>`` or ``.map.<dimension>``)."""
+    (ConfigError naming ``human.sets.<name>.format``, ``.options.<key>`` or ``.map.<dimension>``; ``map_key``
+    replaces ``human.sets.<name>.map`` where the map comes from elsewhere, e.g. ``--map``)."""
     spec = FORMATS.get(fmt) if isinstance(fmt, str) else None
     if spec is None:
         raise ConfigError(f"human.sets.{name}.format", f"unknown format {fmt!r}; known: {', '.join(sorted(FORMATS))}")
@@ -114,7 +115,7 @@ def check_human_set(name: str, fmt: Any, options: Any, mapping: dict[str, str]) 
     for dim, quality in mapping.items():
         if known is not None and quality not in known:
             raise ConfigError(
-                f"human.sets.{name}.map.{dim}",
+                f"{map_key or f'human.sets.{name}.map'}.{dim}",
                 f"{quality!r} is not a quality of format {fmt}; it has: {', '.join(known)}",
             )
 

@@ -64,9 +64,9 @@ def run(
     folder = path.parent if path.is_file() else path
     if not mapping:
         raise ConfigError("--map", f"no dimension maps to a quality of this {fmt} file: give --map DIMENSION=QUALITY")
-    check_human_set(NAME, fmt, options, mapping)
+    check_human_set(NAME, fmt, options, mapping, map_key="--map")
     hs = load_human_set(fmt, folder, NAME, options, on_error)
-    check_map(hs, mapping)
+    check_map(hs, mapping, map_key="--map")
     prep = prepare(hs, 0.0)
     dims = tuple(mapping)
     scores: dict[str, Preds] = {}
