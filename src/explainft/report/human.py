@@ -70,8 +70,11 @@ def human_section(w: Writer, root: Path, sets: Mapping[str, Any], tables: Path) 
     w(
         "Every rater scored human-rated responses it never trained on; the people's judgement is the annotators' "
         "mean on the quality `human.sets.<set>.map` names for each dimension. Intervals: 95% group bootstrap "
-        "(all responses to one prompt resampled together). The design part of each set (`design_share`), where "
-        "the heuristic teachers' evidence was looked at, is left out of every number.\n\n"
+        "(all responses to one prompt resampled together). Left out of every number: the design part of each set "
+        "(`design_share`), where the heuristic teachers' evidence was looked at, and any item asking what a "
+        "training or validation example asked. With offline stand-in teachers and a tiny student (the embedded "
+        "default) these tables say how far the demonstration's raters are from people, not how a rater taught "
+        "by LLM teachers fares.\n\n"
     )
     metrics: dict[str, Any] = {}
     pub = published(root)
@@ -95,21 +98,26 @@ def human_section(w: Writer, root: Path, sets: Mapping[str, Any], tables: Path) 
 def _set_section(w: Writer, r: Mapping[str, Any], name: str, tables: Path, pub: list[dict[str, str]]) -> dict:
     prefs = r["kind"] == "preferences"
     key = "accuracy" if prefs else "spearman"
-    dims = list(r["map"])
+    # the dimensions in their usual order (the JSON sorts its keys)
+    order = list(DIMENSION_TITLES)
+    dims = sorted(r["map"], key=lambda d: (order.index(d) if d in order else len(order), d))
     raters = r["raters"]
     w(f"### {name} ({r['format']})\n\n")
     load = r["load"]
     skipped = load.get("skipped_total", 0) + load.get("dropped_total", 0)
+    left = r.get("left_out", {})
     w(
         f"{r['items']} {'battles' if prefs else 'responses'} measured ({r['design_items']} in the design part left "
-        f"out; {skipped} source records skipped or dropped, by reason in the metrics). "
+        f"out, {left.get('in_training', 0)} asking what a training or validation example asked, "
+        f"{left.get('sampled_out', 0)} past `max_items`; {skipped} source records skipped or dropped, by reason "
+        "in the metrics). "
         + (
             "Cells: pairwise accuracy on the battles a person decided (a rater's tie counts half)."
             if prefs
             else "Cells: Spearman's rho with the annotators' mean."
         )
         + " Quality per dimension: "
-        + ", ".join(f"{DIMENSION_TITLES.get(d, d)} ← {q}" for d, q in r["map"].items())
+        + ", ".join(f"{DIMENSION_TITLES.get(d, d)} ← {r['map'][d]}" for d in dims)
         + ".\n\n"
     )
     header = ["rater"] + [DIMENSION_TITLES.get(d, d) for d in dims]
