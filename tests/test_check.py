@@ -178,6 +178,34 @@ def test_local_folders_and_students_built_here_need_no_commit(tmp_path, monkeypa
     assert check_profile(paper(local))["replication"] == "pinned"
 
 
+def test_a_replication_pins_the_human_sets_it_downloads():
+    # a Hub set on a branch
+    def branch(p):
+        p["human"]["sets"]["hh_rlhf_preference"]["fetch"]["revision"] = "main"
+
+    with pytest.raises(ConfigError) as ei:
+        check_profile(paper(branch))
+    assert ei.value.key == "human.sets.hh_rlhf_preference.fetch.revision" and "'main'" in ei.value.message
+
+    # a URL set without a sha256 for every file (USR and FED in configs/human-public.yaml have theirs)
+    def unpinned_url(p):
+        p["human"]["sets"]["fed"] = {
+            "format": "fed",
+            "fetch": {"from": "url", "urls": ["http://shikib.com/fed_data.json"]},
+            "map": {"naturalness": "fluent"},
+        }
+
+    with pytest.raises(ConfigError) as ei:
+        check_profile(paper(unpinned_url))
+    assert ei.value.key == "human.sets.fed.fetch.sha256" and "fed_data.json" in ei.value.message
+
+    def pinned_url(p):
+        unpinned_url(p)
+        p["human"]["sets"]["fed"]["fetch"]["sha256"] = {"fed_data.json": "0" * 64}
+
+    assert check_profile(paper(pinned_url))["human"][-1] == "fed"
+
+
 def test_replication_must_be_true_or_false():
     with pytest.raises(ConfigError) as ei:
         check_profile(paper(lambda p: p.update(replication="yes")))
